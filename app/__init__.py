@@ -1,0 +1,22 @@
+"""billops: billing operations for support agents, tooling and admins."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app import api, cli, errors, extensions, meta, observability
+from app.config import Config
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the app: settings, extensions, blueprints, error handlers, CLI."""
+    app = Flask(__name__, template_folder="../templates", static_folder="../static")
+    app.config.from_object(config or Config())
+    observability.init_app(app)
+    extensions.init_app(app)
+    extensions.rest_api.register_blueprint(meta.bp)
+    extensions.rest_api.register_blueprint(api.bp)
+    extensions.csrf.exempt(api.bp)  # the key travels in a header: there is no cookie to forge
+    errors.init_app(app)
+    cli.init_app(app)
+    return app

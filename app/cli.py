@@ -1,0 +1,101 @@
+"""Command line: `flask --app wsgi billing ...` and `flask --app wsgi admin-keys ...`."""
+
+from __future__ import annotations
+
+import getpass
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from app import clock
+from app.models.keys import Role
+from app.services import audit, demo, keys
+from app.services.actor import Actor
+from app.services.catalog import CatalogError
+from app.services.errors import DomainError
+
+billing = AppGroup("billing", help="Billing operations.")
+admin_keys = AppGroup("admin-keys", help="Create, list and revoke admin keys.")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(billing)
+    app.cli.add_command(admin_keys)
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "cli"
+
+
+actor_option = click.option(
+    "--actor", default=_default_actor, show_default="the OS user", help="Name written to the audit log."
+)
+
+
+def _run(action):
+    """Run a service call, turning a refusal into a clear message and exit status 1."""
+    try:
+        return action()
+    except (DomainError, CatalogError) as exc:
+        raise click.ClickException(getattr(exc, "detail", str(exc))) from None
+
+
+@billing.command("demo-data")
+@actor_option
+def demo_data(actor: str) -> None:
+    """Load the demo plans, customers and subscriptions (safe to run again)."""
+    report = _run(lambda: demo.load_demo_data(
+        current_app.config["PLANS_CATALOG"], actor=Actor.cli(actor), now=clock.utcnow()
+    ))
+    click.echo(f"plans added: {', '.join(report.plans_created) or 'none'}")
+    click.echo(f"customers added: {', '.join(report.customers_created) or 'none'}")
+
+
+@billing.command("audit-verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; exit 1 naming the first bad row."""
+    report = audit.verify_chain()
+    if not report.ok:
+        click.echo(f"audit chain broken at row {report.first_bad_id}: {report.problem} "
+                   f"({report.checked} rows before it are intact)", err=True)
+        raise SystemExit(1)
+    click.echo(f"audit chain intact: {report.checked} rows")
+
+
+@admin_keys.command("create")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice([role.value for role in Role]))
+@actor_option
+def create_key(name: str, role: str, actor: str) -> None:
+    """Create a key; it is printed once, alone on the last line."""
+    created = _run(lambda: keys.create_key(name, role, actor=Actor.cli(actor), now=clock.utcnow()))
+    click.echo(f"created {created.info.role} key {created.info.name!r}; store it now, it is not shown again:")
+    click.echo(created.secret)
+
+
+@admin_keys.command("list")
+@actor_option
+def list_keys(actor: str) -> None:
+    """List keys: name, role, created, last used, revoked (never the key)."""
+    rows = _run(lambda: keys.list_keys(actor=Actor.cli(actor)))
+    click.echo(f"{'NAME':<24} {'ROLE':<8} {'PREFIX':<12} {'CREATED':<20} {'LAST USED':<20} REVOKED")
+    for key in rows:
+        click.echo(f"{key.name:<24} {key.role:<8} {key.key_prefix:<12} {_when(key.created_at):<20} "
+                   f"{_when(key.last_used_at):<20} {_when(key.revoked_at)}")
+
+
+@admin_keys.command("revoke")
+@click.argument("name")
+@actor_option
+def revoke_key(name: str, actor: str) -> None:
+    """Revoke a key at once; its console sessions end too."""
+    info = _run(lambda: keys.revoke_key(name, actor=Actor.cli(actor), now=clock.utcnow()))
+    click.echo(f"revoked {info.name!r} at {_when(info.revoked_at)}")
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"

@@ -1,0 +1,116 @@
+"""Settings read from the environment (PRODUCT.md, "Configuration")."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CATALOG = PROJECT_ROOT / "app" / "data" / "plans.json"
+DEV_SECRET_KEY = "billops-development-key-not-for-production"
+ENVIRONMENTS = ("development", "test", "production")
+ONE_MIB = 1024 * 1024
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the app refuses to start."""
+
+
+def database_uri(url: str | None, instance_path: Path) -> str:
+    """Normalise DATABASE_URL for SQLAlchemy with the psycopg 3 driver."""
+    if not url:
+        return f"sqlite:///{instance_path / 'billops.db'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+class Config:
+    """Every setting, taken from `environ` (the process environment by default)."""
+
+    TESTING = False
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self.BILLOPS_ENV = env.get("BILLOPS_ENV", "production")
+        if self.BILLOPS_ENV not in ENVIRONMENTS:
+            raise ConfigError(f"BILLOPS_ENV must be one of {', '.join(ENVIRONMENTS)}, not {self.BILLOPS_ENV!r}.")
+        self.DEBUG = False
+        self.SECRET_KEY = self._secret_key(env.get("SECRET_KEY"))
+        self.INSTANCE_PATH = Path(env.get("BILLOPS_INSTANCE_PATH", PROJECT_ROOT / "instance"))
+        self.SQLALCHEMY_DATABASE_URI = database_uri(env.get("DATABASE_URL"), self.INSTANCE_PATH)
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.ADMIN_KEY = env.get("ADMIN_KEY") or None
+        self.WEBHOOK_SECRETS = [s.strip() for s in env.get("WEBHOOK_SECRET", "").split(",") if s.strip()]
+        self.PLANS_PROVIDER = env.get("PLANS_PROVIDER", "catalog")
+        if self.PLANS_PROVIDER not in ("catalog", "stripe"):
+            raise ConfigError(f"PLANS_PROVIDER must be 'catalog' or 'stripe', not {self.PLANS_PROVIDER!r}.")
+        self.PLANS_CATALOG = Path(env.get("PLANS_CATALOG", DEFAULT_CATALOG))
+        self.STRIPE_API_KEY = env.get("STRIPE_API_KEY") or None
+        self.STRIPE_API_BASE = env.get("STRIPE_API_BASE") or None
+        self.GRACE_PERIOD_DAYS = self._positive_int(env, "GRACE_PERIOD_DAYS", 7)
+        self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO").upper()
+        self.LOG_FORMAT = env.get("LOG_FORMAT", "text")
+        if self.LOG_FORMAT not in ("text", "json"):
+            raise ConfigError(f"LOG_FORMAT must be 'text' or 'json', not {self.LOG_FORMAT!r}.")
+        # The API's bodies (webhooks included) are small; anything larger is refused with 413.
+        self.MAX_CONTENT_LENGTH = ONE_MIB
+        self.SESSION_COOKIE_SECURE = self.BILLOPS_ENV == "production"
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the console session
+        self.JSON_SORT_KEYS = False
+        # flask-smorest: the OpenAPI document at /openapi.json; /docs is our own page (local assets).
+        self.API_TITLE = "billops"
+        self.API_VERSION = "1.0.0"
+        self.OPENAPI_VERSION = "3.0.3"
+        self.OPENAPI_URL_PREFIX = "/"
+        self.OPENAPI_JSON_PATH = "openapi.json"
+        self.API_SPEC_OPTIONS = {"security": [{"AdminKey": []}]}  # public routes opt out
+
+    def _secret_key(self, value: str | None) -> str:
+        if self.BILLOPS_ENV in ("development", "test"):
+            return value or DEV_SECRET_KEY
+        if not value:
+            raise ConfigError(
+                "SECRET_KEY is not set. It signs console sessions and CSRF tokens: set it to a long random "
+                "value (python -c 'import secrets; print(secrets.token_urlsafe(48))'), "
+                "or set BILLOPS_ENV=development for local use."
+            )
+        if value == DEV_SECRET_KEY:
+            raise ConfigError("SECRET_KEY is the public development key; production needs its own.")
+        return value
+
+    @staticmethod
+    def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+        raw = env.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, not {raw!r}.") from None
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, not {value}.")
+        return value
+
+
+class TestConfig(Config):
+    """The suite's settings: TEST_DATABASE_URL (or DATABASE_URL) picks the database."""
+
+    TESTING = True
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, environ: Mapping[str, str] | None = None, **overrides: object) -> None:
+        env = dict(os.environ if environ is None else environ)
+        env["BILLOPS_ENV"] = "test"
+        if env.get("TEST_DATABASE_URL"):
+            env["DATABASE_URL"] = env["TEST_DATABASE_URL"]
+        env.pop("ADMIN_KEY", None)
+        env.pop("WEBHOOK_SECRET", None)
+        super().__init__(env)
+        self.SESSION_COOKIE_SECURE = False
+        for name, value in overrides.items():
+            setattr(self, name, value)

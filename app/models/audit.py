@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+
+
+class AuditEntry(db.Model):
+    """Append-only record of a change. Rows form a hash chain; PostgreSQL refuses UPDATE/DELETE."""
+
+    __tablename__ = "billing_admin_audit"
+    __table_args__ = (
+        Index("ix_billing_admin_audit_user_id_id", "user_id", "id"),
+        Index("ix_billing_admin_audit_actor_id", "actor", "id"),
+        Index("ix_billing_admin_audit_action_id", "action", "id"),
+        Index("ix_billing_admin_audit_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    created_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    before: Mapped[dict[str, Any] | None]
+    after: Mapped[dict[str, Any] | None]
+    context: Mapped[dict[str, Any]] = mapped_column(comment="request id, ip, user agent, channel")
+    prev_hash: Mapped[str] = mapped_column(String(64), comment="hash of the previous row; zeros for the first")
+    hash: Mapped[str] = mapped_column(String(64), unique=True, comment="sha256 of canonical content + prev_hash")

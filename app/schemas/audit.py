@@ -1,0 +1,33 @@
+"""Audit log shapes."""
+
+from marshmallow import fields, validate
+
+from app.schemas.common import Cursor, ListQuery, PageSchema, Timestamp
+from marshmallow import Schema
+
+
+class AuditQuery(ListQuery):
+    user_id = fields.String(validate=validate.Length(max=64))
+    actor = fields.String(validate=validate.Length(max=255))
+    action = fields.String(validate=validate.Length(max=64))
+    since = Timestamp(metadata={"description": "entries at or after this instant"})
+    until = Timestamp(metadata={"description": "entries before this instant"})
+    cursor = Cursor(int)
+    format = fields.String(validate=validate.OneOf(["json", "csv"]), metadata={"description": "`csv` streams every match as CSV"})
+
+
+class AuditEntrySchema(Schema):
+    id = fields.Integer()
+    created_at = Timestamp()
+    actor = fields.String()
+    action = fields.String()
+    user_id = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    before = fields.Raw(allow_none=True, metadata={"description": "state before the change (JSON)"})
+    after = fields.Raw(allow_none=True, metadata={"description": "state after the change (JSON)"})
+    context = fields.Dict(metadata={"description": "channel, request_id, ip, user_agent"})
+
+
+class AuditPage(PageSchema):
+    items = fields.List(fields.Nested(AuditEntrySchema), required=True)
+    next_cursor = Cursor(int, allow_none=True)

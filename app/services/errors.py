@@ -1,0 +1,51 @@
+"""Domain errors. Each carries a stable `code`; `app.errors` maps the class to an HTTP status."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A refusal the caller can explain to the user."""
+
+    code = "domain_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class AuthRequired(DomainError):
+    """No credential, or one that is unknown or revoked."""
+
+    code = "auth_required"
+
+
+class PermissionDenied(DomainError):
+    """The actor's role lacks the permission."""
+
+    code = "forbidden"
+
+
+class InvalidInput(DomainError):
+    """A value is wrong on its own: `errors` maps each field to its messages."""
+
+    code = "validation_failed"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.errors = {field: [message]}
+
+
+class RuleViolation(DomainError):
+    """A valid change that breaks a rule of the current state (e.g. credits below zero)."""
+
+    code = "rule_violation"
+
+
+class Conflict(DomainError):
+    """The state changed underneath the request, or a unique thing exists already."""
+
+    code = "conflict"

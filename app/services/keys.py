@@ -1,0 +1,205 @@
+"""Admin keys: create, list, revoke, and authenticate a presented key."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from app.models.audit import AuditEntry
+from app.models.keys import AdminKey, AdminSession, Role
+from app.services import audit
+from app.services.actor import Actor, Channel
+from app.services.errors import AuthRequired, Conflict, InvalidInput, NotFound
+from app.services.permissions import Permission, require
+from app.services.uow import unit_of_work
+
+KEY_PREFIX = "bok_"
+BOOTSTRAP_NAME = "bootstrap"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# last_used_at is a hint, not an audit: write it at most this often per key.
+_LAST_USED_PRECISION = timedelta(minutes=1)
+# Failed authentications are audited, but no more than this many per address per window.
+AUTH_FAILURE_WINDOW = timedelta(minutes=1)
+AUTH_FAILURES_AUDITED_PER_WINDOW = 10
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What may be shown of a key: never the key itself."""
+
+    name: str
+    role: Role
+    key_prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: AdminKey) -> KeyInfo:
+        return cls(key.name, key.role, key.key_prefix, key.created_at, key.last_used_at, key.revoked_at)
+
+    def snapshot(self) -> dict:
+        return {"name": self.name, "role": self.role, "key_prefix": self.key_prefix, "revoked_at": self.revoked_at}
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    info: KeyInfo
+    secret: str  # shown once, never stored
+    audit_id: int
+
+
+def generate_secret() -> str:
+    """A new key: 32 random bytes (256 bits), URL-safe."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    """SHA-256 is enough: keys carry 256 bits of entropy, so there is nothing to brute-force slowly."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(name: str, role: Role | str, *, actor: Actor, now: datetime) -> CreatedKey:
+    """Register a new named key with `role`; the secret is returned once."""
+    require(actor, Permission.MANAGE_KEYS)
+    if not _NAME.match(name):
+        raise InvalidInput("name", "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    if name == BOOTSTRAP_NAME:
+        raise InvalidInput("name", f"{BOOTSTRAP_NAME!r} is reserved for ADMIN_KEY from the environment")
+    role = _role(role)
+    secret = generate_secret()
+    with unit_of_work() as session:
+        if session.scalar(select(AdminKey.id).where(AdminKey.name == name)) is not None:
+            raise Conflict(f"A key named {name!r} exists already; pick another name or revoke it first.")
+        key = _new_key(name, role, secret, now)
+        session.add(key)
+        session.flush()
+        info = KeyInfo.of(key)
+        entry = audit.record(session, actor, "admin_key.create", None, None, info.snapshot(), now=now)
+    return CreatedKey(info, secret, entry.id)
+
+
+def list_keys(*, actor: Actor) -> list[KeyInfo]:
+    """Every key, oldest first."""
+    require(actor, Permission.MANAGE_KEYS)
+    return [KeyInfo.of(key) for key in db.session.scalars(select(AdminKey).order_by(AdminKey.id))]
+
+
+def revoke_key(name: str, *, actor: Actor, now: datetime) -> KeyInfo:
+    """Revoke the key called `name` and end its console sessions."""
+    require(actor, Permission.MANAGE_KEYS)
+    with unit_of_work() as session:
+        key = session.scalar(select(AdminKey).where(AdminKey.name == name).with_for_update())
+        if key is None:
+            raise NotFound(f"No key is named {name!r}; `admin-keys list` shows the names.")
+        if key.revoked:
+            return KeyInfo.of(key)
+        before = KeyInfo.of(key).snapshot()
+        key.revoked_at = now
+        session.execute(
+            update(AdminSession)
+            .where(AdminSession.admin_key_id == key.id, AdminSession.ended_at.is_(None))
+            .values(ended_at=now)
+        )
+        info = KeyInfo.of(key)
+        audit.record(session, actor, "admin_key.revoke", None, before, info.snapshot(), now=now)
+    return info
+
+
+def authenticate(secret: str | None, *, bootstrap_secret: str | None, now: datetime) -> AdminKey:
+    """The live key matching `secret`, or AuthRequired.
+
+    Keys are found by their hash (an index lookup that leaks nothing about the secret) and the
+    hashes then compared in constant time. `bootstrap_secret` is ADMIN_KEY from the environment.
+    """
+    if not secret:
+        raise AuthRequired("Send an admin key in the X-Admin-Key header.")
+    digest = hash_secret(secret)
+    if bootstrap_secret and hmac.compare_digest(secret.encode(), bootstrap_secret.encode()):
+        key = _ensure_bootstrap_key(secret, now)
+    else:
+        key = db.session.scalar(select(AdminKey).where(AdminKey.key_hash == digest))
+        if key is not None and key.name == BOOTSTRAP_NAME and bootstrap_secret:
+            key = None  # an ADMIN_KEY that has since been replaced in the environment
+    if key is None or not hmac.compare_digest(key.key_hash, digest):
+        raise AuthRequired("The admin key is not known. Check it, or ask an admin for a new one.")
+    if key.revoked:
+        raise AuthRequired(f"The admin key {key.name!r} was revoked. Ask an admin for a new one.")
+    _touch(key, now)
+    return key
+
+
+def _ensure_bootstrap_key(secret: str, now: datetime) -> AdminKey | None:
+    """Register ADMIN_KEY as the admin key `bootstrap`, idempotently; a changed ADMIN_KEY replaces it."""
+    digest = hash_secret(secret)
+    actor = Actor(name=BOOTSTRAP_NAME, role=Role.ADMIN, channel=Channel.API)
+    try:
+        with unit_of_work() as session:
+            key = session.scalar(select(AdminKey).where(AdminKey.name == BOOTSTRAP_NAME).with_for_update())
+            if key is not None and key.key_hash == digest:
+                return key  # revoked stays revoked until ADMIN_KEY changes
+            before = KeyInfo.of(key).snapshot() if key else None
+            if key is None:
+                key = _new_key(BOOTSTRAP_NAME, Role.ADMIN, secret, now)
+                session.add(key)
+            else:
+                key.key_hash, key.key_prefix, key.revoked_at = digest, _prefix(secret), None
+            session.flush()
+            audit.record(
+                session, actor, "admin_key.create", None, before, KeyInfo.of(key).snapshot(),
+                now=now, reason="ADMIN_KEY from the environment",
+            )
+            return key
+    except IntegrityError:  # another process registered it at the same moment
+        return db.session.scalar(select(AdminKey).where(AdminKey.key_hash == digest))
+
+
+def record_auth_failure(actor: Actor, reason: str, *, now: datetime) -> bool:
+    """Audit a failed authentication from `actor.ip`, unless that address already has its quota this minute."""
+    with unit_of_work() as session:
+        if recent_auth_failures(actor.ip, now=now) >= AUTH_FAILURES_AUDITED_PER_WINDOW:
+            return False
+        audit.record(session, actor, "auth.failed", None, None, None, now=now, reason=reason)
+    return True
+
+
+def recent_auth_failures(ip: str | None, *, now: datetime) -> int:
+    """How many failed authentications from `ip` were audited in the last window."""
+    return db.session.scalar(
+        select(func.count())
+        .select_from(AuditEntry)
+        .where(
+            AuditEntry.action == "auth.failed",
+            AuditEntry.created_at > now - AUTH_FAILURE_WINDOW,
+            AuditEntry.context["ip"].as_string() == ip,
+        )
+    ) or 0
+
+
+def _new_key(name: str, role: Role, secret: str, now: datetime) -> AdminKey:
+    return AdminKey(name=name, role=role, key_hash=hash_secret(secret), key_prefix=_prefix(secret), created_at=now)
+
+
+def _prefix(secret: str) -> str:
+    return secret[: len(KEY_PREFIX) + 6]
+
+
+def _role(value: Role | str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise InvalidInput("role", f"must be one of {', '.join(Role)}") from None
+
+
+def _touch(key: AdminKey, now: datetime) -> None:
+    if key.last_used_at is None or now - key.last_used_at >= _LAST_USED_PRECISION:
+        with unit_of_work():
+            key.last_used_at = now

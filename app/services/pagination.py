@@ -1,0 +1,42 @@
+"""Keyset pages: the same cost at any depth, newest first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
+
+T = TypeVar("T")
+
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+    next_cursor: tuple[Any, ...] | None  # the sort key of the last item, when more follow
+
+
+def keyset_page(
+    session: Session,
+    stmt: Select,
+    order: Sequence[ColumnElement],
+    key: Callable[[T], tuple[Any, ...]],
+    *,
+    after: tuple[Any, ...] | None,
+    limit: int,
+) -> Page[T]:
+    """One page of `stmt` in descending `order`, starting after the sort key `after`."""
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    if after is not None:
+        stmt = stmt.where(tuple_(*order) < tuple_(*after))
+    rows = list(session.scalars(stmt.order_by(*(column.desc() for column in order)).limit(limit + 1)))
+    more = len(rows) > limit
+    items = rows[:limit]
+    return Page(items=items, total=total, next_cursor=key(items[-1]) if more else None)

@@ -6,16 +6,19 @@ from flask import Flask
 
 from app import api, cli, errors, extensions, meta, observability
 from app.config import Config
+from app.openapi import RestApi
 
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the app: settings, extensions, blueprints, error handlers, CLI."""
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.config.from_object(config or Config())
+    app.json.sort_keys = False  # keep fields in the documented order
     observability.init_app(app)
     extensions.init_app(app)
-    extensions.rest_api.register_blueprint(meta.bp)
-    extensions.rest_api.register_blueprint(api.bp)
+    rest_api = RestApi(app)
+    rest_api.register_blueprint(meta.bp)
+    rest_api.register_blueprint(api.bp)
     extensions.csrf.exempt(api.bp)  # the key travels in a header: there is no cookie to forge
     errors.init_app(app)
     cli.init_app(app)

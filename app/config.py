@@ -61,7 +61,6 @@ class Config:
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the console session
-        self.JSON_SORT_KEYS = False
         # flask-smorest: the OpenAPI document at /openapi.json; /docs is our own page (local assets).
         self.API_TITLE = "billops"
         self.API_VERSION = "1.0.0"

@@ -1,4 +1,6 @@
-"""Extension objects, created bare and bound to the app in `init_app`."""
+"""Extension objects, created bare and bound to the app in `init_app`.
+
+The flask-smorest Api is made per app in `create_app`: it holds one app's OpenAPI document."""
 
 from __future__ import annotations
 
@@ -11,12 +13,10 @@ from sqlalchemy.engine import Engine
 
 from app.config import PROJECT_ROOT
 from app.models.base import Base
-from app.openapi import RestApi
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate(directory=str(PROJECT_ROOT / "migrations"), compare_type=True)
 csrf = CSRFProtect()
-rest_api = RestApi()
 
 
 def init_app(app: Flask) -> None:
@@ -26,7 +26,6 @@ def init_app(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, render_as_batch=True)
     csrf.init_app(app)
-    rest_api.init_app(app)
 
 
 @event.listens_for(Engine, "connect")

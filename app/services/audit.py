@@ -112,7 +112,8 @@ def verify_chain(batch_size: int = 1000) -> ChainReport:
     """Walk the chain oldest first; report the first row whose links or hash do not match."""
     prev_hash = GENESIS_HASH
     checked = 0
-    rows = db.session.scalars(select(AuditEntry).order_by(AuditEntry.id).execution_options(yield_per=batch_size))
+    stmt = select(AuditEntry).order_by(AuditEntry.id)
+    rows = db.session.scalars(stmt.execution_options(yield_per=batch_size, populate_existing=True))
     for entry in rows:
         if entry.prev_hash != prev_hash:
             return ChainReport(checked, entry.id, "prev_hash does not match the previous row's hash (a row is missing or moved)")

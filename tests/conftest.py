@@ -1,0 +1,159 @@
+"""Fixtures: one app and one migrated database per run; each test inside a transaction that is rolled back."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import flask_migrate
+import pytest
+from sqlalchemy import event
+from sqlalchemy.orm import scoped_session, sessionmaker
+
+from app import clock, create_app
+from app.config import TestConfig
+from app.extensions import db
+from app.models.keys import Role
+from app.services import keys
+from app.services.actor import Actor
+from tests import factories
+
+
+@pytest.fixture(scope="session")
+def test_env(tmp_path_factory) -> dict[str, str]:
+    """The environment test apps are built from: TEST_DATABASE_URL, else a throw-away SQLite file."""
+    env = dict(os.environ)
+    if not env.get("TEST_DATABASE_URL"):
+        env["TEST_DATABASE_URL"] = f"sqlite:///{tmp_path_factory.mktemp('db') / 'billops-test.db'}"
+    env["BILLOPS_INSTANCE_PATH"] = str(tmp_path_factory.mktemp("instance"))
+    return env
+
+
+@pytest.fixture(scope="session")
+def migrated_database(test_env) -> str:
+    """Build the schema by running every migration down to base and back up to head (so they are tested)."""
+    app = create_app(TestConfig(test_env))
+    with app.app_context():
+        flask_migrate.downgrade(revision="base")
+        flask_migrate.upgrade()
+        db.engine.dispose()
+    return test_env["TEST_DATABASE_URL"]
+
+
+def build_app(test_env: dict[str, str], **overrides):
+    """A test app on the migrated database; SQLite gets working SAVEPOINTs."""
+    app = create_app(TestConfig(test_env, **overrides))
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            _enable_sqlite_savepoints(db.engine)
+    return app
+
+
+@pytest.fixture(scope="session")
+def app(test_env, migrated_database):
+    return build_app(test_env)
+
+
+def _enable_sqlite_savepoints(engine) -> None:
+    """SQLAlchemy's pysqlite recipe: let SQLAlchemy, not the driver, emit BEGIN, so SAVEPOINTs work."""
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        connection.exec_driver_sql("BEGIN")
+
+
+@pytest.fixture
+def tx(app):
+    """A session joined to an outer transaction that is rolled back after the test; commits become savepoints."""
+    with app.app_context():
+        connection = db.engine.connect()
+        outer = connection.begin()
+        real_session = db.session
+        db.session = scoped_session(sessionmaker(bind=connection, join_transaction_mode="create_savepoint"))
+        try:
+            yield db.session
+        finally:
+            db.session.remove()
+            db.session = real_session
+            outer.rollback()
+            connection.close()
+
+
+@pytest.fixture
+def client(app, tx):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app, tx):
+    return app.test_cli_runner()
+
+
+class FrozenClock:
+    """A clock that stands still until the test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    """Freeze `app.clock.utcnow` at a fixed instant; `frozen_clock.advance(minutes=5)` moves it."""
+    frozen = FrozenClock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+    monkeypatch.setattr(clock, "utcnow", frozen)
+    return frozen
+
+
+@pytest.fixture
+def cli_actor():
+    return Actor.cli("test-operator")
+
+
+@pytest.fixture
+def make_key(tx, cli_actor):
+    """Create an admin key with `role`; returns the secret."""
+
+    def make(role: Role | str = Role.ADMIN, name: str | None = None) -> str:
+        name = name or f"{role}-{factories.unique_suffix()}"
+        return keys.create_key(name, role, actor=cli_actor, now=clock.utcnow()).secret
+
+    return make
+
+
+class ApiClient:
+    """The test client, sending an X-Admin-Key on every request."""
+
+    def __init__(self, client, secret: str | None) -> None:
+        self.client = client
+        self.headers = {"X-Admin-Key": secret} if secret else {}
+
+    def open(self, method: str, path: str, **kwargs):
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self.client.open(path, method=method, headers=headers, **kwargs)
+
+    def get(self, path: str, **kwargs):
+        return self.open("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs):
+        return self.open("POST", path, **kwargs)
+
+
+@pytest.fixture
+def api(client, make_key):
+    """`api("support")`: a client authenticated with a new key of that role."""
+
+    def for_role(role: Role | str = Role.ADMIN) -> ApiClient:
+        return ApiClient(client, make_key(role))
+
+    return for_role

@@ -1,0 +1,97 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.config import DEV_SECRET_KEY, Config, ConfigError, database_uri
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    with pytest.raises(ConfigError, match="SECRET_KEY is not set"):
+        Config({"BILLOPS_ENV": "production"})
+
+
+def test_production_is_the_default_environment():
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        Config({})
+
+
+def test_production_refuses_the_public_development_key():
+    with pytest.raises(ConfigError, match="development key"):
+        Config({"BILLOPS_ENV": "production", "SECRET_KEY": DEV_SECRET_KEY})
+
+
+def test_development_runs_without_a_secret_key_and_cookies_are_not_secure_only():
+    config = Config({"BILLOPS_ENV": "development"})
+    assert config.SECRET_KEY == DEV_SECRET_KEY
+    assert config.SESSION_COOKIE_SECURE is False
+
+
+def test_production_cookies_are_secure_httponly_and_lax():
+    config = Config({"SECRET_KEY": "s" * 40})
+    assert (config.SESSION_COOKIE_SECURE, config.SESSION_COOKIE_HTTPONLY, config.SESSION_COOKIE_SAMESITE) == (
+        True,
+        True,
+        "Lax",
+    )
+
+
+def test_defaults_follow_the_product_contract(tmp_path):
+    config = Config({"BILLOPS_ENV": "development", "BILLOPS_INSTANCE_PATH": str(tmp_path)})
+    assert config.SQLALCHEMY_DATABASE_URI == f"sqlite:///{tmp_path / 'billops.db'}"
+    assert config.PLANS_PROVIDER == "catalog"
+    assert config.PLANS_CATALOG.is_file()
+    assert config.GRACE_PERIOD_DAYS == 7
+    assert (config.LOG_LEVEL, config.LOG_FORMAT) == ("INFO", "text")
+    assert config.MAX_CONTENT_LENGTH == 1024 * 1024
+    assert config.ADMIN_KEY is None
+    assert config.WEBHOOK_SECRETS == []
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgres://u:p@db:5432/billops", "postgresql+psycopg://u:p@db:5432/billops"),
+        ("postgresql://u@db/billops", "postgresql+psycopg://u@db/billops"),
+        ("sqlite:////var/lib/billops.db", "sqlite:////var/lib/billops.db"),
+    ],
+)
+def test_database_urls_use_the_psycopg3_driver(url, expected, tmp_path):
+    assert database_uri(url, tmp_path) == expected
+
+
+def test_every_webhook_secret_is_kept_for_rotation():
+    config = Config({"BILLOPS_ENV": "test", "WEBHOOK_SECRET": "whsec_old, whsec_new,"})
+    assert config.WEBHOOK_SECRETS == ["whsec_old", "whsec_new"]
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"BILLOPS_ENV": "staging"}, "BILLOPS_ENV must be one of"),
+        ({"BILLOPS_ENV": "test", "GRACE_PERIOD_DAYS": "seven"}, "GRACE_PERIOD_DAYS must be a whole number"),
+        ({"BILLOPS_ENV": "test", "GRACE_PERIOD_DAYS": "0"}, "GRACE_PERIOD_DAYS must be at least 1"),
+        ({"BILLOPS_ENV": "test", "PLANS_PROVIDER": "paddle"}, "PLANS_PROVIDER must be"),
+        ({"BILLOPS_ENV": "test", "LOG_FORMAT": "xml"}, "LOG_FORMAT must be"),
+    ],
+)
+def test_invalid_settings_stop_start_up_with_a_clear_message(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Config(env)
+
+
+def test_the_flask_command_refuses_to_start_in_production_without_a_secret_key(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "BILLOPS_ENV": "production", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "routes"],
+        cwd=tmp_path,  # no .env here
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr

@@ -19,6 +19,7 @@ def create_app(config: Config | None = None) -> Flask:
     rest_api = RestApi(app)
     rest_api.register_blueprint(meta.bp)
     rest_api.register_blueprint(api.bp)
+    app.register_blueprint(meta.pages)
     extensions.csrf.exempt(api.bp)  # the key travels in a header: there is no cookie to forge
     errors.init_app(app)
     cli.init_app(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flask
 from flask import current_app, redirect, render_template, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -10,6 +11,7 @@ from marshmallow import Schema, fields
 from app.services import health
 
 bp = Blueprint("meta", __name__, description="Health checks for load balancers and orchestrators. No key needed.")
+pages = flask.Blueprint("pages", __name__)  # HTML pages, kept out of the OpenAPI document
 PUBLIC = {"security": []}
 
 
@@ -42,14 +44,13 @@ class Readyz(MethodView):
         return report.as_dict(), 200 if report.ready else 503
 
 
-@bp.route("/docs")
-@bp.doc(hide=True)
+@pages.route("/docs")
 def docs():
     """The API reference, rendered by Swagger UI from local assets."""
     return render_template("docs.html")
 
 
-@bp.route("/")
-@bp.doc(hide=True)
+@pages.route("/")
 def index():
-    return redirect(url_for("meta.docs"))
+    """Until the console exists, the front door is the API reference."""
+    return redirect(url_for("pages.docs"))

@@ -12,7 +12,7 @@ from sqlalchemy.orm import scoped_session, sessionmaker
 
 from app import clock, create_app
 from app.config import TestConfig
-from app.extensions import db
+from app.extensions import csrf, db
 from app.models.keys import Role
 from app.services import keys
 from app.services.actor import Actor
@@ -157,3 +157,14 @@ def api(client, make_key):
         return ApiClient(client, make_key(role))
 
     return for_role
+
+
+@pytest.fixture(scope="module")
+def probe_app(test_env, migrated_database):
+    """An app with the test-only probe blueprint registered (see tests/api/probe.py)."""
+    from tests.api import probe
+
+    app = build_app(test_env)
+    app.extensions["flask-smorest"]["apis"][""]["ext_obj"].register_blueprint(probe.bp)
+    csrf.exempt(probe.bp)  # as create_app exempts the real API blueprint
+    return app

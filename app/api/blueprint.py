@@ -17,7 +17,7 @@ _BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
 @bp.before_request
-def _authenticate_and_check_body():
+def check_request():
     """Authenticate first (nothing is said to a caller without a key), then insist on a JSON object body."""
     authenticate(Channel.API)
     if request.method not in _BODY_METHODS:

@@ -44,9 +44,7 @@ def authenticate(channel: Channel) -> Actor:
 
 def actor_for(key: AdminKey, channel: Channel) -> Actor:
     """The Actor for `key` acting through this request."""
-    return Actor(
-        name=key.name, role=key.role, channel=channel, key_id=key.id, **_request_fields()
-    )
+    return Actor(name=key.name, role=key.role, channel=channel, key_id=key.id, **_request_fields())
 
 
 def anonymous_actor(channel: Channel) -> Actor:

@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from app import clock
 from app.models.keys import Role
 from app.services import audit, demo, keys
-from app.services.actor import Actor
+from app.services.actor import Actor, Channel
 from app.services.catalog import CatalogError
 from app.services.errors import DomainError
 
@@ -48,9 +48,9 @@ def _run(action):
 @actor_option
 def demo_data(actor: str) -> None:
     """Load the demo plans, customers and subscriptions (safe to run again)."""
-    report = _run(lambda: demo.load_demo_data(
-        current_app.config["PLANS_CATALOG"], actor=Actor.cli(actor), now=clock.utcnow()
-    ))
+    report = _run(
+        lambda: demo.load_demo_data(current_app.config["PLANS_CATALOG"], actor=Actor.cli(actor), now=clock.utcnow())
+    )
     click.echo(f"plans added: {', '.join(report.plans_created) or 'none'}")
     click.echo(f"customers added: {', '.join(report.customers_created) or 'none'}")
 
@@ -60,8 +60,11 @@ def audit_verify() -> None:
     """Check the audit log's hash chain; exit 1 naming the first bad row."""
     report = audit.verify_chain()
     if not report.ok:
-        click.echo(f"audit chain broken at row {report.first_bad_id}: {report.problem} "
-                   f"({report.checked} rows before it are intact)", err=True)
+        click.echo(
+            f"audit chain broken at row {report.first_bad_id}: {report.problem} "
+            f"({report.checked} rows before it are intact)",
+            err=True,
+        )
         raise SystemExit(1)
     click.echo(f"audit chain intact: {report.checked} rows")
 
@@ -81,11 +84,15 @@ def create_key(name: str, role: str, actor: str) -> None:
 @actor_option
 def list_keys(actor: str) -> None:
     """List keys: name, role, created, last used, revoked (never the key)."""
+    if current_app.config["ADMIN_KEY"]:
+        keys.register_bootstrap_key(current_app.config["ADMIN_KEY"], channel=Channel.CLI, now=clock.utcnow())
     rows = _run(lambda: keys.list_keys(actor=Actor.cli(actor)))
     click.echo(f"{'NAME':<24} {'ROLE':<8} {'PREFIX':<12} {'CREATED':<20} {'LAST USED':<20} REVOKED")
     for key in rows:
-        click.echo(f"{key.name:<24} {key.role:<8} {key.key_prefix:<12} {_when(key.created_at):<20} "
-                   f"{_when(key.last_used_at):<20} {_when(key.revoked_at)}")
+        click.echo(
+            f"{key.name:<24} {key.role:<8} {key.key_prefix:<12} {_when(key.created_at):<20} "
+            f"{_when(key.last_used_at):<20} {_when(key.revoked_at)}"
+        )
 
 
 @admin_keys.command("revoke")

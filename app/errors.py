@@ -89,8 +89,9 @@ def _is_api_request() -> bool:
 def _render(status: int, code: str, detail: str, errors: dict[str, Any] | None = None) -> Response | tuple:
     if _is_api_request():
         return problem(status, code, detail, errors)
-    return render_template("errors/error.html", status=status, title=TITLES.get(code, HTTPStatus(status).phrase),
-                           detail=detail), status
+    return render_template(
+        "errors/error.html", status=status, title=TITLES.get(code, HTTPStatus(status).phrase), detail=detail
+    ), status
 
 
 def _domain_error(error: DomainError):
@@ -103,7 +104,9 @@ def _http_exception(error: HTTPException):
     if messages:  # webargs refused the arguments: the location decides which problem it is
         return _validation_problem(messages)
     if isinstance(error, CSRFError):
-        return _render(400, "invalid_parameters", "The form expired or was not sent from this site; reload it and try again.")
+        return _render(
+            400, "invalid_parameters", "The form expired or was not sent from this site; reload it and try again."
+        )
     if status >= 500:
         return _unexpected(error)
     code = HTTP_CODES.get(status, "invalid_parameters" if status == 400 else HTTPStatus(status).name.lower())
@@ -145,4 +148,8 @@ def _summary(fields: Any) -> str:
 def _unexpected(error: Exception):
     db.session.rollback()
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
-    return _render(500, "internal_error", "Something went wrong on our side; it was logged. Quote the X-Request-ID header if you report it.")
+    return _render(
+        500,
+        "internal_error",
+        "Something went wrong on our side; it was logged. Quote the X-Request-ID header if you report it.",
+    )

@@ -22,7 +22,12 @@ class RestApi(Api):
         super().init_app(app, spec_kwargs=spec_kwargs)
         self.spec.components.security_scheme(
             SECURITY_SCHEME,
-            {"type": "apiKey", "in": "header", "name": "X-Admin-Key", "description": "An admin key (see `admin-keys create`)."},
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Admin-Key",
+                "description": "An admin key (see `admin-keys create`).",
+            },
         )
 
     def _register_error_handlers(self):

@@ -30,10 +30,7 @@ def render_item(type_, obj, autogen_context):
 
 def process_revision_directives(context_, revision, directives):
     """Skip writing an empty revision when autogenerate finds no change."""
-    if (
-        getattr(config.cmd_opts, "autogenerate", False)
-        and directives[0].upgrade_ops.is_empty()
-    ):
+    if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
         directives[:] = []
         logger.info("No changes in schema detected.")
 

@@ -78,6 +78,7 @@ class SubscriptionFactory(_BelongsToCustomer):
 class GracePeriodFactory(_BelongsToCustomer):
     class Meta:
         model = GracePeriod
+
     starts_at = factory.LazyFunction(clock.utcnow)
     ends_at = factory.LazyFunction(lambda: clock.utcnow() + timedelta(days=7))
     status = GraceStatus.ACTIVE

@@ -26,7 +26,12 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 class AuditLog(MethodView):
     @bp.arguments(AuditQuery, location="query")
     @bp.response(200, AuditPage)
-    @bp.alt_response(200, success=True, content_type="text/csv", description="With `format=csv` or `Accept: text/csv`: every matching entry.")
+    @bp.alt_response(
+        200,
+        success=True,
+        content_type="text/csv",
+        description="With `format=csv` or `Accept: text/csv`: every matching entry.",
+    )
     def get(self, args):
         """List audit entries, newest first (viewer+)."""
         limit, after, fmt = args.pop("limit"), args.pop("cursor", None), args.pop("format", None)
@@ -61,8 +66,15 @@ def _csv_lines(entries: Iterator[AuditEntry]) -> Iterator[str]:
 
 def _csv_row(entry: AuditEntry) -> list[str]:
     values = [
-        entry.id, entry.created_at.isoformat(), entry.actor, entry.action, entry.user_id, entry.reason,
-        _json(entry.before), _json(entry.after), _json(entry.context),
+        entry.id,
+        entry.created_at.isoformat(),
+        entry.actor,
+        entry.action,
+        entry.user_id,
+        entry.reason,
+        _json(entry.before),
+        _json(entry.after),
+        _json(entry.context),
     ]
     return [_cell(value) for value in values]
 

@@ -26,5 +26,5 @@ def check_request():
         return problem(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return problem(400, "invalid_json", "The body must be a JSON object, e.g. {\"user_id\": \"user-alice\"}.")
+        return problem(400, "invalid_json", 'The body must be a JSON object, e.g. {"user_id": "user-alice"}.')
     return None

@@ -1,9 +1,8 @@
 """Audit log shapes."""
 
-from marshmallow import fields, validate
+from marshmallow import Schema, fields, validate
 
 from app.schemas.common import Cursor, ListQuery, PageSchema, Timestamp
-from marshmallow import Schema
 
 
 class AuditQuery(ListQuery):
@@ -13,7 +12,9 @@ class AuditQuery(ListQuery):
     since = Timestamp(metadata={"description": "entries at or after this instant"})
     until = Timestamp(metadata={"description": "entries before this instant"})
     cursor = Cursor(int)
-    format = fields.String(validate=validate.OneOf(["json", "csv"]), metadata={"description": "`csv` streams every match as CSV"})
+    format = fields.String(
+        validate=validate.OneOf(["json", "csv"]), metadata={"description": "`csv` streams every match as CSV"}
+    )
 
 
 class AuditEntrySchema(Schema):

@@ -66,4 +66,3 @@ class PageSchema(Schema):
     """`{"items": [...], "total": N, "next_cursor": "..." | null}`; subclasses set `items` and `next_cursor`."""
 
     total = fields.Integer(required=True)
-

@@ -6,7 +6,9 @@ from marshmallow import Schema, fields
 class ProblemSchema(Schema):
     """`application/problem+json` body. Documentation only: `app.errors` builds the payload."""
 
-    type = fields.String(metadata={"description": "URI naming the problem type", "example": "urn:billops:problem:not_found"})
+    type = fields.String(
+        metadata={"description": "URI naming the problem type", "example": "urn:billops:problem:not_found"}
+    )
     title = fields.String(metadata={"description": "Short summary of the problem type"})
     status = fields.Integer(metadata={"description": "HTTP status code"})
     detail = fields.String(metadata={"description": "What went wrong this time, and what to change"})

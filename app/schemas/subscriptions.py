@@ -22,4 +22,6 @@ class SubscriptionSchema(Schema):
     provider_subscription_id = fields.String(allow_none=True)
     version = fields.Integer(metadata={"description": "bumped by every change (optimistic locking)"})
     updated_at = Timestamp()
-    grace_period = fields.Nested(GracePeriodSchema, allow_none=True, metadata={"description": "the active grace period, or null"})
+    grace_period = fields.Nested(
+        GracePeriodSchema, allow_none=True, metadata={"description": "the active grace period, or null"}
+    )

@@ -116,7 +116,9 @@ def verify_chain(batch_size: int = 1000) -> ChainReport:
     rows = db.session.scalars(stmt.execution_options(yield_per=batch_size, populate_existing=True))
     for entry in rows:
         if entry.prev_hash != prev_hash:
-            return ChainReport(checked, entry.id, "prev_hash does not match the previous row's hash (a row is missing or moved)")
+            return ChainReport(
+                checked, entry.id, "prev_hash does not match the previous row's hash (a row is missing or moved)"
+            )
         if entry_hash(entry) != entry.hash:
             return ChainReport(checked, entry.id, "content does not match its hash (the row was edited)")
         prev_hash = entry.hash

@@ -34,18 +34,68 @@ class DemoCustomer:
 
 DAY = timedelta(days=1)
 DEMO_CUSTOMERS = (
-    DemoCustomer("user-alice", "alice@example.com", "cus_QXgAlice00001", "sub_1PgbAlice000001", "pro",
-                 SubscriptionStatus.ACTIVE, 8200, 21 * DAY),
-    DemoCustomer("user-bob", "bob@example.com", "cus_QXgBob0000001", "sub_1PgbBob00000001", "starter",
-                 SubscriptionStatus.PAST_DUE, 120, -2 * DAY, (-2 * DAY, 5 * DAY, GraceStatus.ACTIVE)),
-    DemoCustomer("user-carol", "carol@example.com", "cus_QXgCarol00001", "sub_1PgbCarol000001", "team",
-                 SubscriptionStatus.TRIALING, 50000, 10 * DAY),
-    DemoCustomer("user-dave", "dave@example.com", "cus_QXgDave000001", "sub_1PgbDave0000001", "pro",
-                 SubscriptionStatus.CANCELED, 0, -30 * DAY),
-    DemoCustomer("user-erin", "erin@example.com", "cus_QXgErin000001", "sub_1PgbErin0000001", "starter",
-                 SubscriptionStatus.UNPAID, 0, -12 * DAY, (-19 * DAY, -12 * DAY, GraceStatus.EXPIRED)),
-    DemoCustomer("user-frank", "frank@example.com", "cus_QXgFrank00001", "sub_1PgbFrank000001", "pro-annual",
-                 SubscriptionStatus.ACTIVE, 96000, 200 * DAY),
+    DemoCustomer(
+        "user-alice",
+        "alice@example.com",
+        "cus_QXgAlice00001",
+        "sub_1PgbAlice000001",
+        "pro",
+        SubscriptionStatus.ACTIVE,
+        8200,
+        21 * DAY,
+    ),
+    DemoCustomer(
+        "user-bob",
+        "bob@example.com",
+        "cus_QXgBob0000001",
+        "sub_1PgbBob00000001",
+        "starter",
+        SubscriptionStatus.PAST_DUE,
+        120,
+        -2 * DAY,
+        (-2 * DAY, 5 * DAY, GraceStatus.ACTIVE),
+    ),
+    DemoCustomer(
+        "user-carol",
+        "carol@example.com",
+        "cus_QXgCarol00001",
+        "sub_1PgbCarol000001",
+        "team",
+        SubscriptionStatus.TRIALING,
+        50000,
+        10 * DAY,
+    ),
+    DemoCustomer(
+        "user-dave",
+        "dave@example.com",
+        "cus_QXgDave000001",
+        "sub_1PgbDave0000001",
+        "pro",
+        SubscriptionStatus.CANCELED,
+        0,
+        -30 * DAY,
+    ),
+    DemoCustomer(
+        "user-erin",
+        "erin@example.com",
+        "cus_QXgErin000001",
+        "sub_1PgbErin0000001",
+        "starter",
+        SubscriptionStatus.UNPAID,
+        0,
+        -12 * DAY,
+        (-19 * DAY, -12 * DAY, GraceStatus.EXPIRED),
+    ),
+    DemoCustomer(
+        "user-frank",
+        "frank@example.com",
+        "cus_QXgFrank00001",
+        "sub_1PgbFrank000001",
+        "pro-annual",
+        SubscriptionStatus.ACTIVE,
+        96000,
+        200 * DAY,
+    ),
 )
 
 
@@ -74,23 +124,44 @@ def _add_customer(demo: DemoCustomer, *, actor: Actor, now: datetime) -> bool:
     with unit_of_work() as session:
         if session.scalar(select(Customer.id).where(Customer.user_id == demo.user_id)) is not None:
             return False
-        session.add(Customer(user_id=demo.user_id, email=demo.email, provider_customer_id=demo.provider_customer_id,
-                             created_at=now, updated_at=now))
+        session.add(
+            Customer(
+                user_id=demo.user_id,
+                email=demo.email,
+                provider_customer_id=demo.provider_customer_id,
+                created_at=now,
+                updated_at=now,
+            )
+        )
         subscription = Subscription(
-            user_id=demo.user_id, plan=demo.plan, status=demo.status, credits=demo.credits,
-            valid_until=now + demo.valid_for, provider_subscription_id=demo.provider_subscription_id,
-            created_at=now, updated_at=now,
+            user_id=demo.user_id,
+            plan=demo.plan,
+            status=demo.status,
+            credits=demo.credits,
+            valid_until=now + demo.valid_for,
+            provider_subscription_id=demo.provider_subscription_id,
+            created_at=now,
+            updated_at=now,
         )
         session.add(subscription)
         session.flush()
-        audit.record(session, actor, "subscription.update", demo.user_id, None, view(subscription),
-                     now=now, reason="demo data")
+        audit.record(
+            session, actor, "subscription.update", demo.user_id, None, view(subscription), now=now, reason="demo data"
+        )
         if demo.grace:
             starts, ends, status = demo.grace
-            grace = GracePeriod(user_id=demo.user_id, starts_at=now + starts, ends_at=now + ends, status=status,
-                                reason="demo data: card declined", created_at=now, updated_at=now)
+            grace = GracePeriod(
+                user_id=demo.user_id,
+                starts_at=now + starts,
+                ends_at=now + ends,
+                status=status,
+                reason="demo data: card declined",
+                created_at=now,
+                updated_at=now,
+            )
             session.add(grace)
             session.flush()
-            audit.record(session, actor, "grace.start", demo.user_id, None, GraceView.of(grace),
-                         now=now, reason="demo data")
+            audit.record(
+                session, actor, "grace.start", demo.user_id, None, GraceView.of(grace), now=now, reason="demo data"
+            )
     return True

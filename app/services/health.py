@@ -22,7 +22,11 @@ class Readiness:
         return self.database == "ok" and self.migrations == "ok"
 
     def as_dict(self) -> dict[str, str]:
-        return {"status": "ok" if self.ready else "unavailable", "database": self.database, "migrations": self.migrations}
+        return {
+            "status": "ok" if self.ready else "unavailable",
+            "database": self.database,
+            "migrations": self.migrations,
+        }
 
 
 @functools.cache
@@ -39,5 +43,9 @@ def readiness(migrations_dir: str) -> Readiness:
         return Readiness(f"unreachable: {type(exc).__name__}", "unknown")
     heads = _code_heads(migrations_dir)
     if applied != heads:
-        return Readiness("ok", f"database at {sorted(applied) or 'no revision'}, code at {sorted(heads)}: run `flask --app wsgi db upgrade`")
+        return Readiness(
+            "ok",
+            f"database at {sorted(applied) or 'no revision'}, code at {sorted(heads)}: "
+            "run `flask --app wsgi db upgrade`",
+        )
     return Readiness("ok", "ok")

@@ -114,7 +114,9 @@ def revoke_key(name: str, *, actor: Actor, now: datetime) -> KeyInfo:
     return info
 
 
-def authenticate(secret: str | None, *, bootstrap_secret: str | None, now: datetime) -> AdminKey:
+def authenticate(
+    secret: str | None, *, bootstrap_secret: str | None, now: datetime, channel: Channel = Channel.API
+) -> AdminKey:
     """The live key matching `secret`, or AuthRequired.
 
     Keys are found by their hash (an index lookup that leaks nothing about the secret) and the
@@ -124,7 +126,7 @@ def authenticate(secret: str | None, *, bootstrap_secret: str | None, now: datet
         raise AuthRequired("Send an admin key in the X-Admin-Key header.")
     digest = hash_secret(secret)
     if bootstrap_secret and hmac.compare_digest(secret.encode(), bootstrap_secret.encode()):
-        key = _ensure_bootstrap_key(secret, now)
+        key = register_bootstrap_key(secret, channel=channel, now=now)
     else:
         key = db.session.scalar(select(AdminKey).where(AdminKey.key_hash == digest))
         if key is not None and key.name == BOOTSTRAP_NAME and bootstrap_secret:
@@ -137,10 +139,10 @@ def authenticate(secret: str | None, *, bootstrap_secret: str | None, now: datet
     return key
 
 
-def _ensure_bootstrap_key(secret: str, now: datetime) -> AdminKey | None:
+def register_bootstrap_key(secret: str, *, channel: Channel, now: datetime) -> AdminKey | None:
     """Register ADMIN_KEY as the admin key `bootstrap`, idempotently; a changed ADMIN_KEY replaces it."""
     digest = hash_secret(secret)
-    actor = Actor(name=BOOTSTRAP_NAME, role=Role.ADMIN, channel=Channel.API)
+    actor = Actor(name=BOOTSTRAP_NAME, role=Role.ADMIN, channel=channel)
     try:
         with unit_of_work() as session:
             key = session.scalar(select(AdminKey).where(AdminKey.name == BOOTSTRAP_NAME).with_for_update())
@@ -154,8 +156,14 @@ def _ensure_bootstrap_key(secret: str, now: datetime) -> AdminKey | None:
                 key.key_hash, key.key_prefix, key.revoked_at = digest, _prefix(secret), None
             session.flush()
             audit.record(
-                session, actor, "admin_key.create", None, before, KeyInfo.of(key).snapshot(),
-                now=now, reason="ADMIN_KEY from the environment",
+                session,
+                actor,
+                "admin_key.create",
+                None,
+                before,
+                KeyInfo.of(key).snapshot(),
+                now=now,
+                reason="ADMIN_KEY from the environment",
             )
             return key
     except IntegrityError:  # another process registered it at the same moment
@@ -173,15 +181,18 @@ def record_auth_failure(actor: Actor, reason: str, *, now: datetime) -> bool:
 
 def recent_auth_failures(ip: str | None, *, now: datetime) -> int:
     """How many failed authentications from `ip` were audited in the last window."""
-    return db.session.scalar(
-        select(func.count())
-        .select_from(AuditEntry)
-        .where(
-            AuditEntry.action == "auth.failed",
-            AuditEntry.created_at > now - AUTH_FAILURE_WINDOW,
-            AuditEntry.context["ip"].as_string() == ip,
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(
+                AuditEntry.action == "auth.failed",
+                AuditEntry.created_at > now - AUTH_FAILURE_WINDOW,
+                AuditEntry.context["ip"].as_string() == ip,
+            )
         )
-    ) or 0
+        or 0
+    )
 
 
 def _new_key(name: str, role: Role, secret: str, now: datetime) -> AdminKey:

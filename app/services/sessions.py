@@ -28,7 +28,9 @@ def start_session(key: AdminKey, *, actor: Actor, now: datetime) -> StartedSessi
     """Open a session for `key` (already authenticated) under a new random id."""
     session_id = secrets.token_urlsafe(32)
     with unit_of_work() as session:
-        session.add(AdminSession(session_hash=hash_secret(session_id), admin_key_id=key.id, created_at=now, last_seen_at=now))
+        session.add(
+            AdminSession(session_hash=hash_secret(session_id), admin_key_id=key.id, created_at=now, last_seen_at=now)
+        )
         entry = audit.record(session, actor, "console.login", None, None, None, now=now)
     return StartedSession(session_id, entry.id)
 
@@ -60,4 +62,3 @@ def end_session(session_id: str, *, actor: Actor, now: datetime) -> None:
 
 def _expired(row: AdminSession, now: datetime) -> bool:
     return now - row.last_seen_at > IDLE_TIMEOUT or now - row.created_at > ABSOLUTE_TIMEOUT
-

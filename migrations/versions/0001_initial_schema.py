@@ -6,8 +6,8 @@ Create Date: 2026-11-25
 
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
@@ -55,9 +55,7 @@ def upgrade():
     )
     op.create_table(
         "billing_admin_audit",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.String(length=255), nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
@@ -95,18 +93,10 @@ def upgrade():
         sa.UniqueConstraint("hash", name=op.f("uq_billing_admin_audit_hash")),
     )
     with op.batch_alter_table("billing_admin_audit", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_billing_admin_audit_action_id", ["action", "id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_billing_admin_audit_actor_id", ["actor", "id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_billing_admin_audit_created_at", ["created_at"], unique=False
-        )
-        batch_op.create_index(
-            "ix_billing_admin_audit_user_id_id", ["user_id", "id"], unique=False
-        )
+        batch_op.create_index("ix_billing_admin_audit_action_id", ["action", "id"], unique=False)
+        batch_op.create_index("ix_billing_admin_audit_actor_id", ["actor", "id"], unique=False)
+        batch_op.create_index("ix_billing_admin_audit_created_at", ["created_at"], unique=False)
+        batch_op.create_index("ix_billing_admin_audit_user_id_id", ["user_id", "id"], unique=False)
 
     op.create_table(
         "billing_customers",
@@ -124,15 +114,11 @@ def upgrade():
         sa.UniqueConstraint("user_id", name=op.f("uq_billing_customers_user_id")),
     )
     with op.batch_alter_table("billing_customers", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_billing_customers_email"), ["email"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_billing_customers_email"), ["email"], unique=False)
 
     op.create_table(
         "billing_events",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column(
             "event_id",
             sa.String(length=255),
@@ -176,9 +162,7 @@ def upgrade():
         sa.UniqueConstraint("event_id", name=op.f("uq_billing_events_event_id")),
     )
     with op.batch_alter_table("billing_events", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_billing_events_created_at_id", ["created_at", "id"], unique=False
-        )
+        batch_op.create_index("ix_billing_events_created_at_id", ["created_at", "id"], unique=False)
         batch_op.create_index(
             "ix_billing_events_status_created_at",
             ["status", "created_at", "id"],
@@ -235,18 +219,14 @@ def upgrade():
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "amount >= 0", name=op.f("ck_billing_plans_amount_not_negative")
-        ),
+        sa.CheckConstraint("amount >= 0", name=op.f("ck_billing_plans_amount_not_negative")),
         sa.CheckConstraint(
             "credits_per_period >= 0",
             name=op.f("ck_billing_plans_credits_per_period_not_negative"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_plans")),
         sa.UniqueConstraint("code", name=op.f("uq_billing_plans_code")),
-        sa.UniqueConstraint(
-            "provider_price_id", name=op.f("uq_billing_plans_provider_price_id")
-        ),
+        sa.UniqueConstraint("provider_price_id", name=op.f("uq_billing_plans_provider_price_id")),
     )
     op.create_table(
         "admin_sessions",
@@ -262,20 +242,14 @@ def upgrade():
             name=op.f("fk_admin_sessions_admin_key_id_admin_keys"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_admin_sessions")),
-        sa.UniqueConstraint(
-            "session_hash", name=op.f("uq_admin_sessions_session_hash")
-        ),
+        sa.UniqueConstraint("session_hash", name=op.f("uq_admin_sessions_session_hash")),
     )
     with op.batch_alter_table("admin_sessions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_admin_sessions_admin_key_id"), ["admin_key_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_admin_sessions_admin_key_id"), ["admin_key_id"], unique=False)
 
     op.create_table(
         "billing_event_attempts",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column(
             "event_pk",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -319,9 +293,7 @@ def upgrade():
         sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_event_attempts")),
     )
     with op.batch_alter_table("billing_event_attempts", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_billing_event_attempts_event_pk"), ["event_pk"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_billing_event_attempts_event_pk"), ["event_pk"], unique=False)
 
     op.create_table(
         "billing_grace_periods",
@@ -363,9 +335,7 @@ def upgrade():
             ["status", "ends_at"],
             unique=False,
         )
-        batch_op.create_index(
-            batch_op.f("ix_billing_grace_periods_user_id"), ["user_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_billing_grace_periods_user_id"), ["user_id"], unique=False)
         batch_op.create_index(
             "uq_billing_grace_periods_active_user",
             ["user_id"],
@@ -415,9 +385,7 @@ def upgrade():
         ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "credits >= 0", name=op.f("ck_billing_subscriptions_credits_not_negative")
-        ),
+        sa.CheckConstraint("credits >= 0", name=op.f("ck_billing_subscriptions_credits_not_negative")),
         sa.ForeignKeyConstraint(
             ["user_id"],
             ["billing_customers.user_id"],
@@ -466,14 +434,10 @@ def upgrade():
             name=op.f("fk_idempotency_keys_admin_key_id_admin_keys"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotency_keys")),
-        sa.UniqueConstraint(
-            "admin_key_id", "key", name="uq_idempotency_keys_admin_key_id_key"
-        ),
+        sa.UniqueConstraint("admin_key_id", "key", name="uq_idempotency_keys_admin_key_id_key"),
     )
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_idempotency_keys_expires_at"), ["expires_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_idempotency_keys_expires_at"), ["expires_at"], unique=False)
 
     _protect_audit_log()
 

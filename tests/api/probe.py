@@ -34,8 +34,11 @@ class Change(MethodView):
     @bp.arguments(ChangeIn)
     @bp.response(200)
     def post(self, data):
-        outcomes = {"rule": RuleViolation("credits would go below 0"), "taken": Conflict("changed meanwhile"),
-                    "ghost": NotFound("No customer has the user id 'ghost'.")}
+        outcomes = {
+            "rule": RuleViolation("credits would go below 0"),
+            "taken": Conflict("changed meanwhile"),
+            "ghost": NotFound("No customer has the user id 'ghost'."),
+        }
         if data["user_id"] in outcomes:
             raise outcomes[data["user_id"]]
         if data["user_id"] == "boom":

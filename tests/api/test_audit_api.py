@@ -17,11 +17,23 @@ def entries(tx, frozen_clock):
 
     def make():
         made = []
-        for i, (who, user) in enumerate([("ann", "user-a"), ("ben", "user-b"), ("ann", "user-b"), ("ben", "user-a"), ("ann", "user-a")]):
+        for i, (who, user) in enumerate(
+            [("ann", "user-a"), ("ben", "user-b"), ("ann", "user-b"), ("ben", "user-a"), ("ann", "user-a")]
+        ):
             frozen_clock.advance(minutes=1)
             with unit_of_work() as session:
-                made.append(audit.record(session, Actor.cli(who), "grace.reset", user, {"n": i}, {"n": i + 1},
-                                         now=frozen_clock.now, reason=f"step {i}"))
+                made.append(
+                    audit.record(
+                        session,
+                        Actor.cli(who),
+                        "grace.reset",
+                        user,
+                        {"n": i},
+                        {"n": i + 1},
+                        now=frozen_clock.now,
+                        reason=f"step {i}",
+                    )
+                )
         return made
 
     return make
@@ -77,8 +89,14 @@ def test_the_cursor_walks_every_page_once(api, entries):
 
 @pytest.mark.parametrize(
     "query, field",
-    [("limit=0", "limit"), ("limit=201", "limit"), ("since=2026-11-25T10:00:00", "since"), ("since=yesterday", "since"),
-     ("cursor=bogus", "cursor"), ("format=xml", "format")],
+    [
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("since=2026-11-25T10:00:00", "since"),
+        ("since=yesterday", "since"),
+        ("cursor=bogus", "cursor"),
+        ("format=xml", "format"),
+    ],
 )
 def test_bad_filters_are_invalid_parameters(api, query, field):
     resp = api("viewer").get(f"{URL}?{query}")
@@ -91,8 +109,13 @@ def _csv(resp):
     return list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
 
 
-@pytest.mark.parametrize("how", [{"query_string": {"actor": "ben", "limit": 1, "format": "csv"}},
-                                 {"query_string": {"actor": "ben", "limit": 1}, "headers": {"Accept": "text/csv"}}])
+@pytest.mark.parametrize(
+    "how",
+    [
+        {"query_string": {"actor": "ben", "limit": 1, "format": "csv"}},
+        {"query_string": {"actor": "ben", "limit": 1}, "headers": {"Accept": "text/csv"}},
+    ],
+)
 def test_csv_export_streams_every_match(api, entries, how):
     client = api("viewer")
     made = entries()
@@ -109,7 +132,15 @@ def test_csv_export_streams_every_match(api, entries, how):
 def test_csv_cells_cannot_smuggle_spreadsheet_formulas(api, tx, frozen_clock):
     client = api("viewer")
     with unit_of_work() as session:
-        audit.record(session, Actor.cli("=HYPERLINK(\"http://evil\")"), "grace.reset", "user-x", None, None,
-                     now=frozen_clock.now + timedelta(seconds=1), reason="+1 goodwill")
+        audit.record(
+            session,
+            Actor.cli('=HYPERLINK("http://evil")'),
+            "grace.reset",
+            "user-x",
+            None,
+            None,
+            now=frozen_clock.now + timedelta(seconds=1),
+            reason="+1 goodwill",
+        )
     [row] = _csv(client.get(URL, query_string={"format": "csv", "user_id": "user-x"}))
     assert row["actor"].startswith("'=") and row["reason"] == "'+1 goodwill"

@@ -42,7 +42,9 @@ def test_a_revoked_key_is_auth_required(client, make_key, cli_actor, frozen_cloc
 
 
 def test_failed_authentication_is_audited_with_where_it_came_from(client, tx):
-    client.get(READ_ROUTES[0], headers={"X-Admin-Key": "bok_guess", "User-Agent": "scanner/1.0", "X-Request-ID": "probe-1"})
+    client.get(
+        READ_ROUTES[0], headers={"X-Admin-Key": "bok_guess", "User-Agent": "scanner/1.0", "X-Request-ID": "probe-1"}
+    )
     [entry] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "auth.failed")).all()
     assert entry.actor == "anonymous"
     assert entry.context == {"channel": "api", "request_id": "probe-1", "ip": "127.0.0.1", "user_agent": "scanner/1.0"}

@@ -30,7 +30,12 @@ def test_a_valid_request_passes_through(api):
 
 @pytest.mark.parametrize(
     "body, content_type",
-    [("{not json", "application/json"), ("[1, 2]", "application/json"), ('"text"', "application/json"), ("", "application/json")],
+    [
+        ("{not json", "application/json"),
+        ("[1, 2]", "application/json"),
+        ('"text"', "application/json"),
+        ("", "application/json"),
+    ],
 )
 def test_a_body_that_is_not_a_json_object_is_invalid_json(api, body, content_type):
     assert_problem(api().post(PROBE, data=body, content_type=content_type), 400, "invalid_json")

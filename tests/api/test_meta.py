@@ -50,7 +50,10 @@ def test_the_openapi_document_is_valid_openapi_3(spec):
 
 def test_the_openapi_document_documents_the_key_and_problem_details(spec):
     assert spec["components"]["securitySchemes"]["AdminKey"] == {
-        "type": "apiKey", "in": "header", "name": "X-Admin-Key", "description": "An admin key (see `admin-keys create`)."
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Admin-Key",
+        "description": "An admin key (see `admin-keys create`).",
     }
     assert spec["security"] == [{"AdminKey": []}]
     problem = spec["components"]["schemas"]["Problem"]["properties"]

@@ -6,10 +6,20 @@ URL = "/v1/admin/billing/subscriptions/{}"
 
 
 def test_a_subscription_shows_its_state_and_active_grace_period(api, frozen_clock):
-    SubscriptionFactory(user_id="user-bob", plan="starter", status="past_due", credits=120,
-                        valid_until=datetime(2026, 12, 1, tzinfo=UTC), provider_subscription_id="sub_bob")
-    GracePeriodFactory(user_id="user-bob", starts_at=frozen_clock.now, ends_at=frozen_clock.now + timedelta(days=7),
-                       reason="card declined")
+    SubscriptionFactory(
+        user_id="user-bob",
+        plan="starter",
+        status="past_due",
+        credits=120,
+        valid_until=datetime(2026, 12, 1, tzinfo=UTC),
+        provider_subscription_id="sub_bob",
+    )
+    GracePeriodFactory(
+        user_id="user-bob",
+        starts_at=frozen_clock.now,
+        ends_at=frozen_clock.now + timedelta(days=7),
+        reason="card declined",
+    )
     body = api("viewer").get(URL.format("user-bob")).get_json()
     assert body == {
         "user_id": "user-bob",

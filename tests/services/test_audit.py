@@ -6,16 +6,18 @@ from sqlalchemy.exc import DBAPIError
 
 from app import clock
 from app.models import AdminKey, AuditEntry, Customer
+from app.models.keys import Role
 from app.services import audit, keys
+from app.services.actor import Actor, Channel
 from app.services.audit import GENESIS_HASH, AuditFilter
 from app.services.uow import unit_of_work
-from app.services.actor import Actor, Channel
-from app.models.keys import Role
 
 
 def _record(actor, action="subscription.update", user_id="user-alice", **kwargs):
     with unit_of_work() as session:
-        return audit.record(session, actor, action, user_id, {"credits": 1}, {"credits": 2}, now=clock.utcnow(), **kwargs)
+        return audit.record(
+            session, actor, action, user_id, {"credits": 1}, {"credits": 2}, now=clock.utcnow(), **kwargs
+        )
 
 
 def test_entries_form_a_chain_from_the_genesis_hash(tx, cli_actor):
@@ -31,7 +33,12 @@ def test_an_entry_stores_who_what_and_from_where(tx, frozen_clock):
     actor = Actor(name="ops", role=Role.SUPPORT, channel=Channel.API, request_id="r1", ip="10.0.0.9", user_agent="curl")
     entry = _record(actor, reason="card expired")
     stored = tx.get(AuditEntry, entry.id)
-    assert (stored.actor, stored.action, stored.user_id, stored.reason) == ("ops", "subscription.update", "user-alice", "card expired")
+    assert (stored.actor, stored.action, stored.user_id, stored.reason) == (
+        "ops",
+        "subscription.update",
+        "user-alice",
+        "card expired",
+    )
     assert stored.created_at == frozen_clock.now
     assert stored.before == {"credits": 1} and stored.after == {"credits": 2}
     assert stored.context == {"channel": "api", "request_id": "r1", "ip": "10.0.0.9", "user_agent": "curl"}
@@ -99,9 +106,8 @@ def postgres_only(tx):
 )
 def test_postgresql_refuses_to_edit_or_delete_audit_rows(tx, cli_actor, postgres_only, statement):
     entry = _record(cli_actor, reason="original")
-    with pytest.raises(DBAPIError, match="append-only"):
-        with tx.begin_nested():
-            tx.execute(text(statement), {"id": entry.id})
+    with pytest.raises(DBAPIError, match="append-only"), tx.begin_nested():
+        tx.execute(text(statement), {"id": entry.id})
     assert tx.get(AuditEntry, entry.id).reason == "original"
 
 

@@ -28,8 +28,15 @@ def test_yaml_catalogs_are_read_too(tmp_path):
         ('{"plans": {}}', '"plans" list'),
         ('{"plans": [{"code": "x"}]}', "invalid plans"),
         (
-            '{"plans": [' + ",".join(['{"code": "a", "provider_price_id": null, "name": "A", "amount": 1,'
-                                      ' "currency": "usd", "interval": "month", "credits_per_period": 1}'] * 2) + "]}",
+            '{"plans": ['
+            + ",".join(
+                [
+                    '{"code": "a", "provider_price_id": null, "name": "A", "amount": 1,'
+                    ' "currency": "usd", "interval": "month", "credits_per_period": 1}'
+                ]
+                * 2
+            )
+            + "]}",
             "twice",
         ),
     ],

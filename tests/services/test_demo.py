@@ -6,7 +6,10 @@ from app.services import audit, demo
 
 
 def _counts(tx):
-    return {m.__name__: tx.scalar(select(func.count()).select_from(m)) for m in (Plan, Customer, Subscription, GracePeriod, AuditEntry)}
+    return {
+        m.__name__: tx.scalar(select(func.count()).select_from(m))
+        for m in (Plan, Customer, Subscription, GracePeriod, AuditEntry)
+    }
 
 
 def test_demo_data_loads_plans_and_customers_in_every_state(tx, cli_actor, frozen_clock):

@@ -17,7 +17,9 @@ def test_a_cursor_round_trips_its_sort_key():
     assert EventsCursor().load({"cursor": token})["cursor"] == key
 
 
-@pytest.mark.parametrize("token", ["not-base64!", "W10", "WyJ4IiwgMV0", "WzEsIDJd", "WyIyMDI2LTExLTI1VDEyOjMwOjAwIiwgMV0"])
+@pytest.mark.parametrize(
+    "token", ["not-base64!", "W10", "WyJ4IiwgMV0", "WzEsIDJd", "WyIyMDI2LTExLTI1VDEyOjMwOjAwIiwgMV0"]
+)
 def test_a_forged_or_foreign_cursor_is_refused(token):
     # garbage, [], ["x", 1], [1, 2], and a naive timestamp
     with pytest.raises(ValidationError, match="Not a cursor"):

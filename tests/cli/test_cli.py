@@ -1,0 +1,76 @@
+import pytest
+from sqlalchemy import select, text
+
+from app.models import AdminKey, AuditEntry, Customer
+
+KEYS_URL = "/v1/admin/billing/audit"
+
+
+def invoke(runner, *args):
+    return runner.invoke(args=list(args), catch_exceptions=False)
+
+
+def test_admin_keys_create_prints_the_key_alone_on_the_last_line(runner, client, tx):
+    result = invoke(runner, "admin-keys", "create", "ci-bot", "--role", "support", "--actor", "alice-ops")
+    assert result.exit_code == 0
+    secret = result.output.strip().splitlines()[-1]
+    assert secret.startswith("bok_") and " " not in secret
+    assert client.get(KEYS_URL, headers={"X-Admin-Key": secret}).status_code == 200
+    entry = tx.scalar(select(AuditEntry).where(AuditEntry.action == "admin_key.create"))
+    assert (entry.actor, entry.context["channel"]) == ("alice-ops", "cli")
+
+
+def test_admin_keys_create_refuses_a_duplicate_or_an_unknown_role(runner, tx):
+    invoke(runner, "admin-keys", "create", "ci-bot", "--role", "viewer")
+    duplicate = invoke(runner, "admin-keys", "create", "ci-bot", "--role", "viewer")
+    assert duplicate.exit_code == 1 and "exists already" in duplicate.output
+    bad_role = invoke(runner, "admin-keys", "create", "other", "--role", "root")
+    assert bad_role.exit_code == 2 and "root" in bad_role.output
+    assert tx.scalars(select(AdminKey.name)).all() == ["ci-bot"]
+
+
+def test_admin_keys_list_shows_keys_but_never_the_secret(runner):
+    secret = invoke(runner, "admin-keys", "create", "reporting", "--role", "viewer").output.strip().splitlines()[-1]
+    listing = invoke(runner, "admin-keys", "list").output
+    assert "reporting" in listing and "viewer" in listing
+    assert secret not in listing
+    assert "LAST USED" in listing and "REVOKED" in listing
+
+
+def test_admin_keys_list_registers_the_admin_key_from_the_environment(app, runner, monkeypatch):
+    monkeypatch.setitem(app.config, "ADMIN_KEY", "bok_env-key-0123456789-0123456789")
+    assert "bootstrap" in invoke(runner, "admin-keys", "list").output
+
+
+def test_admin_keys_revoke_locks_the_key_out(runner, client):
+    secret = invoke(runner, "admin-keys", "create", "leaver", "--role", "admin").output.strip().splitlines()[-1]
+    result = invoke(runner, "admin-keys", "revoke", "leaver")
+    assert result.exit_code == 0 and "revoked 'leaver'" in result.output
+    assert client.get(KEYS_URL, headers={"X-Admin-Key": secret}).status_code == 403
+    unknown = invoke(runner, "admin-keys", "revoke", "nobody")
+    assert unknown.exit_code == 1 and "No key is named" in unknown.output
+
+
+def test_demo_data_loads_once(runner, tx):
+    first = invoke(runner, "billing", "demo-data")
+    assert first.exit_code == 0 and "user-alice" in first.output
+    second = invoke(runner, "billing", "demo-data")
+    assert "customers added: none" in second.output
+    assert tx.scalar(select(Customer).where(Customer.user_id == "user-bob")) is not None
+
+
+def test_audit_verify_passes_on_an_intact_chain(runner):
+    invoke(runner, "billing", "demo-data")
+    result = invoke(runner, "billing", "audit-verify")
+    assert result.exit_code == 0 and "audit chain intact" in result.output
+
+
+def test_audit_verify_fails_naming_an_edited_row(runner, tx):
+    if tx.get_bind().dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's trigger refuses the edit; see tests/services/test_audit.py")
+    invoke(runner, "billing", "demo-data")
+    row = tx.scalar(select(AuditEntry.id).where(AuditEntry.user_id == "user-bob").limit(1))
+    tx.execute(text("UPDATE billing_admin_audit SET reason = 'nothing to see' WHERE id = :id"), {"id": row})
+    result = runner.invoke(args=["billing", "audit-verify"])
+    assert result.exit_code == 1
+    assert f"broken at row {row}" in result.output

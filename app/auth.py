@@ -56,5 +56,5 @@ def _request_fields() -> dict[str, str | None]:
     return {
         "request_id": request_id(),
         "ip": request.remote_addr,
-        "user_agent": (request.user_agent.string or None) and request.user_agent.string[:300],
+        "user_agent": request.user_agent.string[:300] or None,
     }

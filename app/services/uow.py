@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.extensions import db
+from app.services.errors import Conflict
 
 
 @contextmanager
@@ -17,6 +19,10 @@ def unit_of_work() -> Iterator[Session]:
     try:
         yield session
         session.commit()
+    except StaleDataError:
+        # A versioned row (e.g. a subscription) was changed by someone else since it was read.
+        session.rollback()
+        raise Conflict("The record changed while this request ran; reload it and try again.") from None
     except BaseException:
         session.rollback()
         raise

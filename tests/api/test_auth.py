@@ -1,10 +1,14 @@
 """Every protected route: which keys get in, and what a refused caller is told."""
 
 import pytest
+from flask import session
 from sqlalchemy import select
 
-from app.models import AuditEntry
-from app.services import keys
+from app.auth import SESSION_ID, authenticate
+from app.models import AuditEntry, Role
+from app.services import keys, sessions
+from app.services.actor import Channel
+from app.services.errors import AuthRequired
 from tests.factories import SubscriptionFactory
 
 READ_ROUTES = ["/v1/admin/billing/audit", "/v1/admin/billing/subscriptions/user-alice"]
@@ -64,3 +68,15 @@ def test_requests_are_attributed_to_the_key_name(api, tx):
     client.get(READ_ROUTES[0])
     name = tx.scalar(select(AuditEntry.after).where(AuditEntry.action == "admin_key.create"))["name"]
     assert name.startswith("viewer-")
+
+
+def test_the_console_session_goes_through_the_same_check(app, make_key, cli_actor, frozen_clock):
+    secret = make_key("support", name="agent")
+    key = keys.authenticate(secret, bootstrap_secret=None, now=frozen_clock.now)
+    started = sessions.start_session(key, actor=cli_actor, now=frozen_clock.now)
+    with app.test_request_context("/admin/"):
+        session[SESSION_ID] = started.session_id
+        actor = authenticate(Channel.CONSOLE)
+    assert (actor.name, actor.role, actor.channel, actor.key_id) == ("agent", Role.SUPPORT, Channel.CONSOLE, key.id)
+    with app.test_request_context("/admin/"), pytest.raises(AuthRequired, match="Sign in"):
+        authenticate(Channel.CONSOLE)

@@ -17,6 +17,20 @@ branch_labels = None
 depends_on = None
 
 
+def _event_status():
+    """The event status enum, used by two tables (each gets its own CHECK constraint)."""
+    return sa.Enum(
+        "received",
+        "processed",
+        "failed",
+        "ignored",
+        "dead",
+        name="event_status",
+        native_enum=False,
+        create_constraint=True,
+    )
+
+
 def upgrade():
     op.create_table(
         "admin_keys",
@@ -134,16 +148,7 @@ def upgrade():
         ),
         sa.Column(
             "status",
-            sa.Enum(
-                "received",
-                "processed",
-                "failed",
-                "ignored",
-                "dead",
-                name="event_status",
-                native_enum=False,
-                create_constraint=True,
-            ),
+            _event_status(),
             nullable=False,
         ),
         sa.Column("attempts", sa.Integer(), nullable=False),
@@ -270,16 +275,7 @@ def upgrade():
         ),
         sa.Column(
             "outcome",
-            sa.Enum(
-                "received",
-                "processed",
-                "failed",
-                "ignored",
-                "dead",
-                name="event_status",
-                native_enum=False,
-                create_constraint=True,
-            ),
+            _event_status(),
             nullable=False,
         ),
         sa.Column("error", sa.Text(), nullable=True),

@@ -18,6 +18,8 @@ class AuditEntry(db.Model):
         Index("ix_billing_admin_audit_actor_id", "actor", "id"),
         Index("ix_billing_admin_audit_action_id", "action", "id"),
         Index("ix_billing_admin_audit_created_at", "created_at"),
+        # Failed authentications from one address in the last minute (the audit quota, later the login limit).
+        Index("ix_billing_admin_audit_action_created_at", "action", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)

@@ -108,6 +108,7 @@ def upgrade():
     )
     with op.batch_alter_table("billing_admin_audit", schema=None) as batch_op:
         batch_op.create_index("ix_billing_admin_audit_action_id", ["action", "id"], unique=False)
+        batch_op.create_index("ix_billing_admin_audit_action_created_at", ["action", "created_at"], unique=False)
         batch_op.create_index("ix_billing_admin_audit_actor_id", ["actor", "id"], unique=False)
         batch_op.create_index("ix_billing_admin_audit_created_at", ["created_at"], unique=False)
         batch_op.create_index("ix_billing_admin_audit_user_id_id", ["user_id", "id"], unique=False)
@@ -504,6 +505,7 @@ def downgrade():
         batch_op.drop_index("ix_billing_admin_audit_user_id_id")
         batch_op.drop_index("ix_billing_admin_audit_created_at")
         batch_op.drop_index("ix_billing_admin_audit_actor_id")
+        batch_op.drop_index("ix_billing_admin_audit_action_created_at")
         batch_op.drop_index("ix_billing_admin_audit_action_id")
 
     op.drop_table("billing_admin_audit")

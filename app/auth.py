@@ -27,12 +27,16 @@ def authenticate(channel: Channel) -> Actor:
     """
     now = clock.utcnow()
     if channel is Channel.API:
+        origin = anonymous_actor(channel)
         try:
             key = keys.authenticate(
-                request.headers.get(ADMIN_KEY_HEADER), bootstrap_secret=current_app.config["ADMIN_KEY"], now=now
+                request.headers.get(ADMIN_KEY_HEADER),
+                bootstrap_secret=current_app.config["ADMIN_KEY"],
+                origin=origin,
+                now=now,
             )
         except AuthRequired as exc:
-            keys.record_auth_failure(anonymous_actor(channel), exc.detail, now=now)
+            keys.record_auth_failure(origin, exc.detail, now=now)
             raise
     else:
         key = sessions.resume_session(session.get(SESSION_ID), now=now)

@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from app import clock
 from app.models.keys import Role
 from app.services import audit, demo, keys
-from app.services.actor import Actor, Channel
+from app.services.actor import Actor
 from app.services.catalog import CatalogError
 from app.services.errors import DomainError
 
@@ -85,7 +85,7 @@ def create_key(name: str, role: str, actor: str) -> None:
 def list_keys(actor: str) -> None:
     """List keys: name, role, created, last used, revoked (never the key)."""
     if current_app.config["ADMIN_KEY"]:
-        keys.register_bootstrap_key(current_app.config["ADMIN_KEY"], channel=Channel.CLI, now=clock.utcnow())
+        keys.register_bootstrap_key(current_app.config["ADMIN_KEY"], actor=Actor.cli(actor), now=clock.utcnow())
     rows = _run(lambda: keys.list_keys(actor=Actor.cli(actor)))
     click.echo(f"{'NAME':<24} {'ROLE':<8} {'PREFIX':<12} {'CREATED':<20} {'LAST USED':<20} REVOKED")
     for key in rows:

@@ -11,6 +11,7 @@ DEFAULT_CATALOG = PROJECT_ROOT / "app" / "data" / "plans.json"
 DEV_SECRET_KEY = "billops-development-key-not-for-production"
 ENVIRONMENTS = ("development", "test", "production")
 ONE_MIB = 1024 * 1024
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(RuntimeError):
@@ -50,14 +51,19 @@ class Config:
         self.PLANS_CATALOG = Path(env.get("PLANS_CATALOG", DEFAULT_CATALOG))
         self.STRIPE_API_KEY = env.get("STRIPE_API_KEY") or None
         self.STRIPE_API_BASE = env.get("STRIPE_API_BASE") or None
-        self.GRACE_PERIOD_DAYS = self._positive_int(env, "GRACE_PERIOD_DAYS", 7)
+        self.GRACE_PERIOD_DAYS = self._int_setting(env, "GRACE_PERIOD_DAYS", 7)
+        # How many reverse proxies in front set X-Forwarded-For/-Proto; the audit log and rate limits need the
+        # client's address, not the proxy's. 0 (the default) trusts no forwarded header.
+        self.TRUSTED_PROXY_COUNT = self._int_setting(env, "TRUSTED_PROXY_COUNT", 0, minimum=0)
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO").upper()
+        if self.LOG_LEVEL not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.LOG_LEVEL!r}.")
         self.LOG_FORMAT = env.get("LOG_FORMAT", "text")
         if self.LOG_FORMAT not in ("text", "json"):
             raise ConfigError(f"LOG_FORMAT must be 'text' or 'json', not {self.LOG_FORMAT!r}.")
         # The API's bodies (webhooks included) are small; anything larger is refused with 413.
         self.MAX_CONTENT_LENGTH = ONE_MIB
-        self.SESSION_COOKIE_SECURE = self.BILLOPS_ENV == "production"
+        self.SESSION_COOKIE_SECURE = self.BILLOPS_ENV != "development"
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the console session
@@ -83,7 +89,7 @@ class Config:
         return value
 
     @staticmethod
-    def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    def _int_setting(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
         raw = env.get(name)
         if raw is None:
             return default
@@ -91,8 +97,8 @@ class Config:
             value = int(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a whole number, not {raw!r}.") from None
-        if value < 1:
-            raise ConfigError(f"{name} must be at least 1, not {value}.")
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, not {value}.")
         return value
 
 

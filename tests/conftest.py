@@ -15,7 +15,7 @@ from app.config import TestConfig
 from app.extensions import csrf, db
 from app.models.keys import Role
 from app.services import keys
-from app.services.actor import Actor
+from app.services.actor import Actor, Channel
 from tests import factories
 
 
@@ -113,6 +113,10 @@ def frozen_clock(monkeypatch):
     frozen = FrozenClock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
     monkeypatch.setattr(clock, "utcnow", frozen)
     return frozen
+
+
+# Where service-level authentication attempts come from, as the web layer would say.
+ORIGIN = Actor(name="anonymous", role=Role.VIEWER, channel=Channel.API, ip="192.0.2.10", request_id="req-test")
 
 
 @pytest.fixture

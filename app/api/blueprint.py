@@ -18,7 +18,7 @@ _BODY_METHODS = ("POST", "PUT", "PATCH")
 
 @bp.before_request
 def check_request():
-    """Authenticate first (nothing is said to a caller without a key), then insist on a JSON object body."""
+    """Authenticate every request (a caller without a key learns nothing of its body), then insist on a JSON object."""
     authenticate(Channel.API)
     if request.method not in _BODY_METHODS:
         return None

@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
-from app.schemas.common import Cursor, ListQuery, PageSchema, Timestamp
+from app.schemas.common import Cursor, ListQuery, Timestamp, page_schema
 
 
 class AuditQuery(ListQuery):
@@ -29,6 +29,4 @@ class AuditEntrySchema(Schema):
     context = fields.Dict(metadata={"description": "channel, request_id, ip, user_agent"})
 
 
-class AuditPage(PageSchema):
-    items = fields.List(fields.Nested(AuditEntrySchema), required=True)
-    next_cursor = Cursor(int, allow_none=True)
+AuditPage = page_schema("AuditPage", AuditEntrySchema, int)

@@ -62,7 +62,17 @@ class ListQuery(Schema):
     limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT))
 
 
-class PageSchema(Schema):
-    """`{"items": [...], "total": N, "next_cursor": "..." | null}`; subclasses set `items` and `next_cursor`."""
-
-    total = fields.Integer(required=True)
+def page_schema(name: str, item: type[Schema], *cursor_types: type) -> type[Schema]:
+    """The list shape `{"items": [...], "total": N, "next_cursor": "..." | null}`, fields in that order."""
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item), required=True),
+            "total": fields.Integer(required=True),
+            "next_cursor": Cursor(
+                *cursor_types,
+                allow_none=True,
+                metadata={"description": "pass as `cursor` for the next page; null on the last page"},
+            ),
+        },
+        name=name,
+    )

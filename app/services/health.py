@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
@@ -34,11 +34,18 @@ def _code_heads(migrations_dir: str) -> frozenset[str]:
     return frozenset(ScriptDirectory(migrations_dir).get_heads())
 
 
+def _applied_revisions(connection) -> frozenset[str]:
+    """The revisions recorded in alembic_version (none before the first `db upgrade`)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return frozenset()
+    return frozenset(connection.scalars(text("SELECT version_num FROM alembic_version")))
+
+
 def readiness(migrations_dir: str) -> Readiness:
     """Check the database connection and compare its Alembic revision with the code's head."""
     try:
         with db.engine.connect() as connection:
-            applied = frozenset(MigrationContext.configure(connection).get_current_heads())
+            applied = _applied_revisions(connection)
     except SQLAlchemyError as exc:
         return Readiness(f"unreachable: {type(exc).__name__}", "unknown")
     heads = _code_heads(migrations_dir)

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -16,7 +16,7 @@ from app.extensions import db
 from app.models.audit import AuditEntry
 from app.models.keys import AdminKey, AdminSession, Role
 from app.services import audit
-from app.services.actor import Actor, Channel
+from app.services.actor import Actor
 from app.services.errors import AuthRequired, Conflict, InvalidInput, NotFound
 from app.services.permissions import Permission, require
 from app.services.uow import unit_of_work
@@ -78,7 +78,10 @@ def create_key(name: str, role: Role | str, *, actor: Actor, now: datetime) -> C
     secret = generate_secret()
     with unit_of_work() as session:
         if session.scalar(select(AdminKey.id).where(AdminKey.name == name)) is not None:
-            raise Conflict(f"A key named {name!r} exists already; pick another name or revoke it first.")
+            raise Conflict(
+                f"A key named {name!r} exists already (revoked keys keep their name, so the audit log stays "
+                "unambiguous); pick another name."
+            )
         key = _new_key(name, role, secret, now)
         session.add(key)
         session.flush()
@@ -114,19 +117,18 @@ def revoke_key(name: str, *, actor: Actor, now: datetime) -> KeyInfo:
     return info
 
 
-def authenticate(
-    secret: str | None, *, bootstrap_secret: str | None, now: datetime, channel: Channel = Channel.API
-) -> AdminKey:
+def authenticate(secret: str | None, *, bootstrap_secret: str | None, origin: Actor, now: datetime) -> AdminKey:
     """The live key matching `secret`, or AuthRequired.
 
     Keys are found by their hash (an index lookup that leaks nothing about the secret) and the
-    hashes then compared in constant time. `bootstrap_secret` is ADMIN_KEY from the environment.
+    hashes then compared in constant time. `bootstrap_secret` is ADMIN_KEY from the environment;
+    `origin` says where the attempt comes from, for the audit log.
     """
     if not secret:
         raise AuthRequired("Send an admin key in the X-Admin-Key header.")
     digest = hash_secret(secret)
     if bootstrap_secret and hmac.compare_digest(secret.encode(), bootstrap_secret.encode()):
-        key = register_bootstrap_key(secret, channel=channel, now=now)
+        key = register_bootstrap_key(secret, actor=replace(origin, name=BOOTSTRAP_NAME, role=Role.ADMIN), now=now)
     else:
         key = db.session.scalar(select(AdminKey).where(AdminKey.key_hash == digest))
         if key is not None and key.name == BOOTSTRAP_NAME and bootstrap_secret:
@@ -139,10 +141,9 @@ def authenticate(
     return key
 
 
-def register_bootstrap_key(secret: str, *, channel: Channel, now: datetime) -> AdminKey | None:
+def register_bootstrap_key(secret: str, *, actor: Actor, now: datetime) -> AdminKey | None:
     """Register ADMIN_KEY as the admin key `bootstrap`, idempotently; a changed ADMIN_KEY replaces it."""
     digest = hash_secret(secret)
-    actor = Actor(name=BOOTSTRAP_NAME, role=Role.ADMIN, channel=channel)
     try:
         with unit_of_work() as session:
             key = session.scalar(select(AdminKey).where(AdminKey.name == BOOTSTRAP_NAME).with_for_update())

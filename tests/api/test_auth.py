@@ -9,6 +9,7 @@ from app.models import AuditEntry, Role
 from app.services import keys, sessions
 from app.services.actor import Channel
 from app.services.errors import AuthRequired
+from tests.conftest import ORIGIN
 from tests.factories import SubscriptionFactory
 
 READ_ROUTES = ["/v1/admin/billing/audit", "/v1/admin/billing/subscriptions/user-alice"]
@@ -72,7 +73,7 @@ def test_requests_are_attributed_to_the_key_name(api, tx):
 
 def test_the_console_session_goes_through_the_same_check(app, make_key, cli_actor, frozen_clock):
     secret = make_key("support", name="agent")
-    key = keys.authenticate(secret, bootstrap_secret=None, now=frozen_clock.now)
+    key = keys.authenticate(secret, bootstrap_secret=None, origin=ORIGIN, now=frozen_clock.now)
     started = sessions.start_session(key, actor=cli_actor, now=frozen_clock.now)
     with app.test_request_context("/admin/"):
         session[SESSION_ID] = started.session_id

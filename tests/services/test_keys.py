@@ -8,6 +8,7 @@ from app.models.keys import Role
 from app.services import keys, sessions
 from app.services.actor import Actor, Channel
 from app.services.errors import AuthRequired, Conflict, InvalidInput, NotFound, PermissionDenied
+from tests.conftest import ORIGIN
 
 
 def _audit(action):
@@ -46,7 +47,8 @@ def test_bad_names_and_roles_are_refused(tx, cli_actor, name, role, error):
 
 def test_names_are_unique(tx, cli_actor):
     keys.create_key("ci", "viewer", actor=cli_actor, now=clock.utcnow())
-    with pytest.raises(Conflict, match="exists already"):
+    keys.revoke_key("ci", actor=cli_actor, now=clock.utcnow())
+    with pytest.raises(Conflict, match=r"exists already \(revoked keys keep their name"):
         keys.create_key("ci", "admin", actor=cli_actor, now=clock.utcnow())
 
 
@@ -68,7 +70,7 @@ def test_listing_shows_everything_but_the_key(tx, cli_actor):
 def test_authenticate_accepts_a_live_key_and_records_its_use(tx, cli_actor, frozen_clock):
     created = keys.create_key("tooling", "support", actor=cli_actor, now=frozen_clock.now)
     frozen_clock.advance(minutes=3)
-    key = keys.authenticate(created.secret, bootstrap_secret=None, now=frozen_clock.now)
+    key = keys.authenticate(created.secret, bootstrap_secret=None, origin=ORIGIN, now=frozen_clock.now)
     assert key.name == "tooling"
     assert tx.scalar(select(AdminKey.last_used_at).where(AdminKey.name == "tooling")) == frozen_clock.now
 
@@ -76,17 +78,17 @@ def test_authenticate_accepts_a_live_key_and_records_its_use(tx, cli_actor, froz
 @pytest.mark.parametrize("secret", [None, "", "bok_not-a-real-key", "x" * 5000])
 def test_authenticate_refuses_missing_and_unknown_keys(tx, secret):
     with pytest.raises(AuthRequired):
-        keys.authenticate(secret, bootstrap_secret=None, now=clock.utcnow())
+        keys.authenticate(secret, bootstrap_secret=None, origin=ORIGIN, now=clock.utcnow())
 
 
 def test_a_revoked_key_is_refused_and_its_sessions_end(tx, cli_actor, frozen_clock):
     created = keys.create_key("leaver", "support", actor=cli_actor, now=frozen_clock.now)
-    key = keys.authenticate(created.secret, bootstrap_secret=None, now=frozen_clock.now)
+    key = keys.authenticate(created.secret, bootstrap_secret=None, origin=ORIGIN, now=frozen_clock.now)
     started = sessions.start_session(key, actor=cli_actor, now=frozen_clock.now)
     info = keys.revoke_key("leaver", actor=cli_actor, now=frozen_clock.now)
     assert info.revoked_at == frozen_clock.now
     with pytest.raises(AuthRequired, match="revoked"):
-        keys.authenticate(created.secret, bootstrap_secret=None, now=frozen_clock.now)
+        keys.authenticate(created.secret, bootstrap_secret=None, origin=ORIGIN, now=frozen_clock.now)
     assert sessions.resume_session(started.session_id, now=frozen_clock.now) is None
     assert [e.before["revoked_at"] for e in _audit("admin_key.revoke")] == [None]
 
@@ -99,29 +101,30 @@ def test_revoking_an_unknown_key_says_so(tx, cli_actor):
 def test_admin_key_from_the_environment_is_registered_once_as_bootstrap(tx, frozen_clock):
     secret = "env-admin-key-0123456789-0123456789"
     for _ in range(3):
-        key = keys.authenticate(secret, bootstrap_secret=secret, now=frozen_clock.now)
+        key = keys.authenticate(secret, bootstrap_secret=secret, origin=ORIGIN, now=frozen_clock.now)
     assert (key.name, key.role) == ("bootstrap", Role.ADMIN)
     assert tx.scalar(select(func.count()).select_from(AdminKey)) == 1
-    assert len(_audit("admin_key.create")) == 1
+    [entry] = _audit("admin_key.create")
+    assert (entry.actor, entry.context["ip"], entry.context["request_id"]) == ("bootstrap", "192.0.2.10", "req-test")
 
 
 def test_a_changed_admin_key_replaces_the_old_one(tx, frozen_clock):
     old, new = "env-admin-key-old-0123456789abcdef", "env-admin-key-new-0123456789abcdef"
-    keys.authenticate(old, bootstrap_secret=old, now=frozen_clock.now)
+    keys.authenticate(old, bootstrap_secret=old, origin=ORIGIN, now=frozen_clock.now)
     with pytest.raises(AuthRequired):
-        keys.authenticate(old, bootstrap_secret=new, now=frozen_clock.now)
-    assert keys.authenticate(new, bootstrap_secret=new, now=frozen_clock.now).name == "bootstrap"
+        keys.authenticate(old, bootstrap_secret=new, origin=ORIGIN, now=frozen_clock.now)
+    assert keys.authenticate(new, bootstrap_secret=new, origin=ORIGIN, now=frozen_clock.now).name == "bootstrap"
     with pytest.raises(AuthRequired):
-        keys.authenticate(old, bootstrap_secret=new, now=frozen_clock.now)
+        keys.authenticate(old, bootstrap_secret=new, origin=ORIGIN, now=frozen_clock.now)
     assert tx.scalar(select(func.count()).select_from(AdminKey)) == 1
 
 
 def test_a_revoked_bootstrap_key_stays_revoked(tx, cli_actor, frozen_clock):
     secret = "env-admin-key-0123456789-0123456789"
-    keys.authenticate(secret, bootstrap_secret=secret, now=frozen_clock.now)
+    keys.authenticate(secret, bootstrap_secret=secret, origin=ORIGIN, now=frozen_clock.now)
     keys.revoke_key("bootstrap", actor=cli_actor, now=frozen_clock.now)
     with pytest.raises(AuthRequired, match="revoked"):
-        keys.authenticate(secret, bootstrap_secret=secret, now=frozen_clock.now)
+        keys.authenticate(secret, bootstrap_secret=secret, origin=ORIGIN, now=frozen_clock.now)
 
 
 def test_failed_authentications_are_audited_up_to_a_quota_per_address(tx, frozen_clock):

@@ -3,12 +3,13 @@ from sqlalchemy import select
 
 from app.models import AdminSession, AuditEntry
 from app.services import keys, sessions
+from tests.conftest import ORIGIN
 
 
 @pytest.fixture
 def key(tx, cli_actor, frozen_clock):
     created = keys.create_key("agent", "support", actor=cli_actor, now=frozen_clock.now)
-    return keys.authenticate(created.secret, bootstrap_secret=None, now=frozen_clock.now)
+    return keys.authenticate(created.secret, bootstrap_secret=None, origin=ORIGIN, now=frozen_clock.now)
 
 
 def test_a_session_id_is_random_and_only_its_hash_is_stored(tx, key, cli_actor, frozen_clock):

@@ -24,7 +24,7 @@ def test_production_refuses_the_public_development_key():
         Config({"BILLOPS_ENV": "production", "SECRET_KEY": DEV_SECRET_KEY})
 
 
-def test_development_runs_without_a_secret_key_and_cookies_are_not_secure_only():
+def test_development_runs_without_a_secret_key_and_cookies_work_over_http():
     config = Config({"BILLOPS_ENV": "development"})
     assert config.SECRET_KEY == DEV_SECRET_KEY
     assert config.SESSION_COOKIE_SECURE is False
@@ -76,6 +76,8 @@ def test_every_webhook_secret_is_kept_for_rotation():
         ({"BILLOPS_ENV": "test", "GRACE_PERIOD_DAYS": "0"}, "GRACE_PERIOD_DAYS must be at least 1"),
         ({"BILLOPS_ENV": "test", "PLANS_PROVIDER": "paddle"}, "PLANS_PROVIDER must be"),
         ({"BILLOPS_ENV": "test", "LOG_FORMAT": "xml"}, "LOG_FORMAT must be"),
+        ({"BILLOPS_ENV": "test", "LOG_LEVEL": "chatty"}, "LOG_LEVEL must be one of"),
+        ({"BILLOPS_ENV": "test", "TRUSTED_PROXY_COUNT": "-1"}, "TRUSTED_PROXY_COUNT must be at least 0"),
     ],
 )
 def test_invalid_settings_stop_start_up_with_a_clear_message(env, message):
@@ -83,15 +85,26 @@ def test_invalid_settings_stop_start_up_with_a_clear_message(env, message):
         Config(env)
 
 
-def test_the_flask_command_refuses_to_start_in_production_without_a_secret_key(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "BILLOPS_ENV": "production", "HOME": str(tmp_path)}
-    result = subprocess.run(
+def _flask(tmp_path, **env):
+    return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "routes"],
-        cwd=tmp_path,  # no .env here
-        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT), **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert result.returncode != 0
-    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_the_flask_command_refuses_to_start_in_production_without_a_secret_key(tmp_path):
+    result = _flask(tmp_path, BILLOPS_ENV="production")  # no .env in tmp_path, whatever the checkout holds
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("billops cannot start: SECRET_KEY is not set")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_dotenv_file_in_the_working_directory_is_read(tmp_path):
+    (tmp_path / ".env").write_text("BILLOPS_ENV=production\nSECRET_KEY=from-the-dotenv-file-0123456789\n")
+    result = _flask(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    assert result.returncode == 0, result.stderr
+    assert "/healthz" in result.stdout

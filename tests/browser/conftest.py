@@ -70,7 +70,7 @@ def live_server(test_env, migrated_database) -> Iterator[str]:
 def page(browser) -> Iterator:
     """A fresh browser context (no cookies, no cache) and page per test."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(30_000)  # headroom for a loaded CI machine; waits end as soon as ready
     page = context.new_page()
     try:
         yield page

@@ -6,7 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -86,12 +86,11 @@ def _is_api_request() -> bool:
     return request.path.startswith("/v1/")
 
 
-def _render(status: int, code: str, detail: str, errors: dict[str, Any] | None = None) -> Response | tuple:
+def _render(status: int, code: str, detail: str, errors: dict[str, Any] | None = None) -> Response:
     if _is_api_request():
         return problem(status, code, detail, errors)
-    return render_template(
-        "errors/error.html", status=status, title=TITLES.get(code, HTTPStatus(status).phrase), detail=detail
-    ), status
+    title = TITLES.get(code, HTTPStatus(status).phrase)
+    return make_response(render_template("errors/error.html", status=status, title=title, detail=detail), status)
 
 
 def _domain_error(error: DomainError):
@@ -109,10 +108,8 @@ def _http_exception(error: HTTPException):
         )
     if status >= 500:
         return _unexpected(error)
-    code = HTTP_CODES.get(status, "invalid_parameters" if status == 400 else HTTPStatus(status).name.lower())
-    detail = _http_detail(error, status)
-    response = _render(status, code, detail)
-    if status == 405 and isinstance(response, Response):
+    response = _render(status, HTTP_CODES.get(status, HTTPStatus(status).name.lower()), _http_detail(error, status))
+    if status == 405:
         response.headers["Allow"] = ", ".join(error.valid_methods or ())
     return response
 

@@ -119,3 +119,6 @@ def test_outside_the_api_errors_are_html_pages(client):
     assert resp.status_code == 404
     assert resp.mimetype == "text/html"
     assert "Not found" in resp.get_data(as_text=True)
+    resp = client.post("/healthz")
+    assert (resp.status_code, resp.mimetype) == (405, "text/html")
+    assert "GET" in resp.headers["Allow"]

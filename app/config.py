@@ -11,6 +11,7 @@ DEFAULT_CATALOG = PROJECT_ROOT / "app" / "data" / "plans.json"
 DEV_SECRET_KEY = "billops-development-key-not-for-production"
 ENVIRONMENTS = ("development", "test", "production")
 ONE_MIB = 1024 * 1024
+MIN_ADMIN_KEY_LENGTH = 32
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -44,6 +45,11 @@ class Config:
         self.SQLALCHEMY_DATABASE_URI = database_uri(env.get("DATABASE_URL"), self.INSTANCE_PATH)
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
         self.ADMIN_KEY = env.get("ADMIN_KEY") or None
+        if self.ADMIN_KEY and len(self.ADMIN_KEY) < MIN_ADMIN_KEY_LENGTH:
+            raise ConfigError(
+                f"ADMIN_KEY must be at least {MIN_ADMIN_KEY_LENGTH} characters; use a random value "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))')."
+            )
         self.WEBHOOK_SECRETS = [s.strip() for s in env.get("WEBHOOK_SECRET", "").split(",") if s.strip()]
         self.PLANS_PROVIDER = env.get("PLANS_PROVIDER", "catalog")
         if self.PLANS_PROVIDER not in ("catalog", "stripe"):

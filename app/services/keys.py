@@ -23,6 +23,8 @@ from app.services.uow import unit_of_work
 
 KEY_PREFIX = "bok_"
 BOOTSTRAP_NAME = "bootstrap"
+# ADMIN_KEY is chosen by an operator and may be weak: show none of it, not even its first characters.
+BOOTSTRAP_LABEL = "(ADMIN_KEY)"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # last_used_at is a hint, not an audit: write it at most this often per key.
 _LAST_USED_PRECISION = timedelta(minutes=1)
@@ -151,10 +153,12 @@ def register_bootstrap_key(secret: str, *, actor: Actor, now: datetime) -> Admin
                 return key  # revoked stays revoked until ADMIN_KEY changes
             before = KeyInfo.of(key).snapshot() if key else None
             if key is None:
-                key = _new_key(BOOTSTRAP_NAME, Role.ADMIN, secret, now)
+                key = AdminKey(
+                    name=BOOTSTRAP_NAME, role=Role.ADMIN, key_hash=digest, key_prefix=BOOTSTRAP_LABEL, created_at=now
+                )
                 session.add(key)
             else:
-                key.key_hash, key.key_prefix, key.revoked_at = digest, _prefix(secret), None
+                key.key_hash, key.revoked_at = digest, None
             session.flush()
             audit.record(
                 session,
@@ -197,11 +201,9 @@ def recent_auth_failures(ip: str | None, *, now: datetime) -> int:
 
 
 def _new_key(name: str, role: Role, secret: str, now: datetime) -> AdminKey:
-    return AdminKey(name=name, role=role, key_hash=hash_secret(secret), key_prefix=_prefix(secret), created_at=now)
-
-
-def _prefix(secret: str) -> str:
-    return secret[: len(KEY_PREFIX) + 6]
+    """A generated key; its first characters (6 of 43 random ones) are safe to show."""
+    prefix = secret[: len(KEY_PREFIX) + 6]
+    return AdminKey(name=name, role=role, key_hash=hash_secret(secret), key_prefix=prefix, created_at=now)
 
 
 def _role(value: Role | str) -> Role:

@@ -104,6 +104,7 @@ def test_admin_key_from_the_environment_is_registered_once_as_bootstrap(tx, froz
         key = keys.authenticate(secret, bootstrap_secret=secret, origin=ORIGIN, now=frozen_clock.now)
     assert (key.name, key.role) == ("bootstrap", Role.ADMIN)
     assert tx.scalar(select(func.count()).select_from(AdminKey)) == 1
+    assert key.key_prefix == "(ADMIN_KEY)"  # none of an operator-chosen secret is ever shown
     [entry] = _audit("admin_key.create")
     assert (entry.actor, entry.context["ip"], entry.context["request_id"]) == ("bootstrap", "192.0.2.10", "req-test")
 

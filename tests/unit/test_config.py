@@ -77,6 +77,7 @@ def test_every_webhook_secret_is_kept_for_rotation():
         ({"BILLOPS_ENV": "test", "PLANS_PROVIDER": "paddle"}, "PLANS_PROVIDER must be"),
         ({"BILLOPS_ENV": "test", "LOG_FORMAT": "xml"}, "LOG_FORMAT must be"),
         ({"BILLOPS_ENV": "test", "LOG_LEVEL": "chatty"}, "LOG_LEVEL must be one of"),
+        ({"BILLOPS_ENV": "development", "ADMIN_KEY": "hunter2"}, "ADMIN_KEY must be at least 32 characters"),
         ({"BILLOPS_ENV": "test", "TRUSTED_PROXY_COUNT": "-1"}, "TRUSTED_PROXY_COUNT must be at least 0"),
     ],
 )

@@ -79,7 +79,16 @@ class Config:
         self.OPENAPI_VERSION = "3.0.3"
         self.OPENAPI_URL_PREFIX = "/"
         self.OPENAPI_JSON_PATH = "openapi.json"
-        self.API_SPEC_OPTIONS = {"security": [{"AdminKey": []}]}  # public routes opt out
+        self.API_SPEC_OPTIONS = {
+            "security": [{"AdminKey": []}],  # public routes opt out
+            "info": {
+                "description": (
+                    "Billing operations for support agents, tooling and admins. Send an admin key in the "
+                    "`X-Admin-Key` header (roles: viewer, support, admin). Errors are RFC 9457 "
+                    "`application/problem+json` with a stable `code`; lists page with `limit` and an opaque `cursor`."
+                )
+            },
+        }
 
     def _secret_key(self, value: str | None) -> str:
         if self.BILLOPS_ENV in ("development", "test"):

@@ -125,9 +125,8 @@ def _http_detail(error: HTTPException, status: int) -> str:
 
 
 def _validation_problem(messages: dict[str, Any]):
-    if "json" in messages or "form" in messages:
-        fields = messages.get("json") or messages.get("form")
-        return _render(422, "validation_failed", _summary(fields), _field_errors(fields))
+    if "json" in messages:  # body fields
+        return _render(422, "validation_failed", _summary(messages["json"]), _field_errors(messages["json"]))
     fields = {name: errs for location in messages.values() for name, errs in _field_errors(location).items()}
     return _render(400, "invalid_parameters", _summary(fields), fields)
 

@@ -84,6 +84,19 @@ def tx(app):
 
 
 @pytest.fixture
+def sqlite_only(tx):
+    """For tests that edit audit rows by hand: PostgreSQL's trigger refuses the edit itself."""
+    if tx.get_bind().dialect.name != "sqlite":
+        pytest.skip("PostgreSQL refuses edits to the audit log (see the trigger tests)")
+
+
+@pytest.fixture
+def postgres_only(tx):
+    if tx.get_bind().dialect.name != "postgresql":
+        pytest.skip("the append-only trigger exists on PostgreSQL only")
+
+
+@pytest.fixture
 def client(app, tx):
     return app.test_client()
 

@@ -1,4 +1,3 @@
-import pytest
 from sqlalchemy import select, text
 
 from app.models import AdminKey, AuditEntry, Customer
@@ -65,9 +64,7 @@ def test_audit_verify_passes_on_an_intact_chain(runner):
     assert result.exit_code == 0 and "audit chain intact" in result.output
 
 
-def test_audit_verify_fails_naming_an_edited_row(runner, tx):
-    if tx.get_bind().dialect.name != "sqlite":
-        pytest.skip("PostgreSQL's trigger refuses the edit; see tests/services/test_audit.py")
+def test_audit_verify_fails_naming_an_edited_row(runner, tx, sqlite_only):
     invoke(runner, "billing", "demo-data")
     row = tx.scalar(select(AuditEntry.id).where(AuditEntry.user_id == "user-bob").limit(1))
     tx.execute(text("UPDATE billing_admin_audit SET reason = 'nothing to see' WHERE id = :id"), {"id": row})

@@ -161,7 +161,7 @@ class StripeProvider:
         specs: dict[str, PlanSpec] = {}
         try:
             for price in client.v1.prices.list(params=params).auto_paging_iter():
-                spec = _plan_from_price(price)
+                spec = _plan_from_price(price.to_dict())
                 if spec is not None and specs.setdefault(spec.code, spec) is not spec:
                     log.warning("stripe price %s repeats plan code %r; skipped", price.id, spec.code)
         except stripe.StripeError as exc:
@@ -270,10 +270,10 @@ def _apply_diff(
     return entry.id
 
 
-def _plan_from_price(price: Any) -> PlanSpec | None:
+def _plan_from_price(price: dict[str, Any]) -> PlanSpec | None:
     """The plan a Stripe price (with its product expanded) describes, or None (logged) if it describes none."""
     product = price.get("product")
-    product = product if isinstance(product, stripe.StripeObject) else {}
+    product = product if isinstance(product, dict) else {}
     metadata = {**(product.get("metadata") or {}), **(price.get("metadata") or {})}
     code = price.get("lookup_key") or metadata.get("plan_code")
     recurring = price.get("recurring") or {}
@@ -281,7 +281,7 @@ def _plan_from_price(price: Any) -> PlanSpec | None:
         spec = PlanSchema().load(
             {
                 "code": code,
-                "provider_price_id": price.id,
+                "provider_price_id": price.get("id"),
                 "name": price.get("nickname") or product.get("name") or code,
                 "amount": price.get("unit_amount"),
                 "currency": price.get("currency"),
@@ -291,6 +291,6 @@ def _plan_from_price(price: Any) -> PlanSpec | None:
             }
         )
     except (ValidationError, ValueError, TypeError) as exc:
-        log.warning("stripe price %s is not a plan (%s); skipped", price.id, getattr(exc, "messages", exc))
+        log.warning("stripe price %s is not a plan (%s); skipped", price.get("id"), getattr(exc, "messages", exc))
         return None
     return PlanSpec(**spec)

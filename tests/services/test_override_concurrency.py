@@ -1,0 +1,68 @@
+"""No lost updates: concurrent `credits_delta: 1` requests for one user all land, each with its audit row.
+
+Real commits from many connections need a database of their own (see `own_database`); each thread sends its
+requests through the app with its own session and connection, as gunicorn's threads do.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import flask_migrate
+import pytest
+from sqlalchemy import func, select
+
+from app import clock, create_app
+from app.config import DEFAULT_CATALOG, TestConfig
+from app.extensions import db
+from app.models import AuditEntry, Subscription
+from app.services import audit, demo, keys
+from app.services.actor import Actor
+
+REQUESTS = 60
+THREADS = 16
+URL = "/v1/admin/billing/entitlements/override"
+
+
+@pytest.fixture
+def own_app(test_env, own_database):
+    """An app on a fresh, migrated database holding the demo data; yields it with a support key."""
+    pool = {"pool_size": THREADS, "max_overflow": 4, "pool_pre_ping": True}
+    app = create_app(TestConfig({**test_env, "TEST_DATABASE_URL": own_database}, SQLALCHEMY_ENGINE_OPTIONS=pool))
+    with app.app_context():
+        flask_migrate.upgrade()
+        operator = Actor.cli("test-operator")
+        demo.load_demo_data(DEFAULT_CATALOG, actor=operator, now=clock.utcnow())
+        secret = keys.create_key("tooling", "support", actor=operator, now=clock.utcnow()).secret
+        db.session.remove()
+    yield app, secret
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_concurrent_deltas_lose_no_update(own_app):
+    app, secret = own_app
+    with app.app_context():
+        start = db.session.scalar(select(Subscription.credits).where(Subscription.user_id == "user-alice"))
+        db.session.remove()
+
+    def grant(n: int) -> int:
+        response = app.test_client().post(
+            URL,
+            json={"user_id": "user-alice", "credits_delta": 1, "reason": f"concurrent grant {n}"},
+            headers={"X-Admin-Key": secret},
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        statuses = list(pool.map(grant, range(REQUESTS)))
+
+    assert statuses == [200] * REQUESTS
+    with app.app_context():
+        credits = db.session.scalar(select(Subscription.credits).where(Subscription.user_id == "user-alice"))
+        audited = db.session.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "entitlements.override")
+        )
+        chain = audit.verify_chain()
+        db.session.remove()
+    assert credits == start + REQUESTS
+    assert audited == REQUESTS
+    assert chain.ok, chain

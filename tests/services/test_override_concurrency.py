@@ -4,6 +4,12 @@ Real commits from many connections need a database of their own (see `own_databa
 requests through the app with its own session and connection, as gunicorn's threads do.
 """
 
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import flask_migrate
@@ -11,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app import clock, create_app
-from app.config import DEFAULT_CATALOG, TestConfig
+from app.config import DEFAULT_CATALOG, PROJECT_ROOT, TestConfig
 from app.extensions import db
 from app.models import AuditEntry, Subscription
 from app.services import audit, demo, keys
@@ -66,3 +72,62 @@ def test_concurrent_deltas_lose_no_update(own_app):
     assert credits == start + REQUESTS
     assert audited == REQUESTS
     assert chain.ok, chain
+
+
+@pytest.fixture
+def gunicorn(own_app, own_database, tmp_path):
+    """gunicorn with 2 workers of 4 threads on the own database; yields its base URL."""
+    port = _free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "BILLOPS_ENV": "test",
+        "DATABASE_URL": own_database,
+        "BILLOPS_INSTANCE_PATH": str(tmp_path),
+    }
+    command = [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4", "-b", f"127.0.0.1:{port}", "wsgi:app"]
+    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in server.stderr:  # the master listens before its workers boot; requests queue until they do
+            if "Listening at" in line:
+                break
+        else:
+            pytest.fail(f"gunicorn exited with {server.wait()} before listening")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_concurrent_deltas_through_two_gunicorn_workers_lose_no_update(own_app, gunicorn):
+    app, secret = own_app
+    body = json.dumps({"user_id": "user-bob", "credits_delta": 1, "reason": "through gunicorn"}).encode()
+
+    def grant(_: int) -> int:
+        request = urllib.request.Request(
+            f"{gunicorn}{URL}",
+            data=body,
+            headers={"X-Admin-Key": secret, "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        statuses = list(pool.map(grant, range(REQUESTS)))
+
+    assert statuses == [200] * REQUESTS
+    with app.app_context():
+        credits = db.session.scalar(select(Subscription.credits).where(Subscription.user_id == "user-bob"))
+        audited = db.session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "entitlements.override", AuditEntry.user_id == "user-bob")
+        )
+        db.session.remove()
+    assert (credits, audited) == (120 + REQUESTS, REQUESTS)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

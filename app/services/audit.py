@@ -265,7 +265,7 @@ def _row_problem(entry: AuditEntry, prev_hash: str, ring: Keyring) -> str | None
     signed, stored = json.loads(entry.canonical), signed_content(entry)
     changed = [name for name in signed if not _same(signed[name], stored.get(name))]
     if changed:
-        return f"its {', '.join(changed)} differ from what was signed (the row was edited)"
+        return f"the row was edited: {', '.join(changed)} no longer as signed"
     return None
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import flask_migrate
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from app import clock, create_app
-from app.config import TestConfig
+from app.config import TestConfig, database_uri
 from app.extensions import csrf, db
 from app.models.keys import Role
 from app.services import keys
@@ -39,6 +41,25 @@ def migrated_database(test_env) -> str:
         flask_migrate.upgrade()
         db.engine.dispose()
     return test_env["TEST_DATABASE_URL"]
+
+
+@pytest.fixture
+def own_database(test_env, tmp_path):
+    """The URL of a new, empty database on the same server as the suite's, dropped afterwards."""
+    url = make_url(database_uri(test_env["TEST_DATABASE_URL"], tmp_path))
+    if url.get_backend_name() == "sqlite":
+        yield f"sqlite:///{tmp_path / 'chain.db'}"
+        return
+    name = f"billops_chain_{uuid.uuid4().hex[:12]}"
+    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        server.dispose()
 
 
 def build_app(test_env: dict[str, str], **overrides):

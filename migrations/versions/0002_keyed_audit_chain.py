@@ -59,6 +59,8 @@ _LEGACY_COMMENT = "sha256 of canonical content + prev_hash"
 
 
 def upgrade():
+    rows = _audit_rows()
+    _refuse_to_seal_a_broken_chain(rows)  # before any change: SQLite cannot roll DDL back
     op.create_table(
         "auth_failure_counts",
         sa.Column("address", sa.String(length=64), nullable=False, comment="client IP, normalised; * for all"),
@@ -81,7 +83,7 @@ def upgrade():
                 comment="the exact JSON text signed: id, content, prev_hash, key_id (ASCII)",
             )
         )
-    _rewrite_chain(_sealed_rows)
+    _apply(_sealed(rows))
     with op.batch_alter_table("billing_admin_audit", schema=None) as batch_op:
         batch_op.alter_column("key_id", existing_type=sa.String(length=16), nullable=False)
         batch_op.alter_column("canonical", existing_type=sa.Text(), nullable=False)
@@ -91,7 +93,7 @@ def upgrade():
 
 
 def downgrade():
-    _rewrite_chain(_legacy_rows)
+    _apply(_legacy(_audit_rows()))
     with op.batch_alter_table("billing_admin_audit", schema=None) as batch_op:
         batch_op.alter_column(
             "hash", existing_type=sa.String(length=64), comment=_LEGACY_COMMENT, existing_comment=_MAC_COMMENT
@@ -101,11 +103,15 @@ def downgrade():
     op.drop_table("auth_failure_counts")
 
 
-def _rewrite_chain(rewrite):
-    """Apply the (id, values) pairs `rewrite(rows)` yields, with PostgreSQL's append-only trigger off meanwhile."""
+def _audit_rows():
     bind = op.get_bind()
-    rows = [_row(row) for row in bind.execute(sa.select(_audit).order_by(_audit.c.id)).mappings()]
-    updates = list(rewrite(rows))
+    return [_row(row) for row in bind.execute(sa.select(_audit).order_by(_audit.c.id)).mappings()]
+
+
+def _apply(rewrite):
+    """Apply the (id, values) pairs `rewrite` yields, with PostgreSQL's append-only trigger off meanwhile."""
+    bind = op.get_bind()
+    updates = list(rewrite)
     if not updates:
         return
     postgresql_trigger = bind.dialect.name == "postgresql"
@@ -121,17 +127,21 @@ def _rewrite_chain(rewrite):
     logger.info("audit chain: %d rows re-signed", len(updates))
 
 
-def _sealed_rows(rows):
-    """Each row signed under the first AUDIT_KEY, linked to the row before it, once the 0001 chain is checked."""
+def _refuse_to_seal_a_broken_chain(rows):
     broken = _first_broken_legacy_row(rows)
-    if broken is not None:
-        if context.get_x_argument(as_dictionary=True).get("seal_broken_audit_chain") != "yes":
-            raise RuntimeError(
-                f"the audit chain is already broken at row {broken} (`flask --app wsgi billing audit-verify` on the "
-                "previous release says why); investigate it, then seal it as it is with "
-                "`flask --app wsgi db upgrade -x seal_broken_audit_chain=yes`"
-            )
-        logger.warning("audit chain broken at row %s before the upgrade: sealed as it is, as asked", broken)
+    if broken is None:
+        return
+    if context.get_x_argument(as_dictionary=True).get("seal_broken_audit_chain") != "yes":
+        raise RuntimeError(
+            f"the audit chain is already broken at row {broken} (`flask --app wsgi billing audit-verify` on the "
+            "previous release says why); investigate it, then seal it as it is with "
+            "`flask --app wsgi db upgrade -x seal_broken_audit_chain=yes`"
+        )
+    logger.warning("audit chain broken at row %s before the upgrade: sealed as it is, as asked", broken)
+
+
+def _sealed(rows):
+    """Each row signed under the first AUDIT_KEY and linked to the row before it."""
     ring = Keyring.of(current_app.config["AUDIT_KEYS"])
     prev_hash = GENESIS_HASH
     for row in rows:
@@ -141,7 +151,7 @@ def _sealed_rows(rows):
         yield row.id, {"prev_hash": row.prev_hash, "hash": row.hash, "key_id": row.key_id, "canonical": row.canonical}
 
 
-def _legacy_rows(rows):
+def _legacy(rows):
     """Each row hashed and linked as 0001 did."""
     prev_hash = GENESIS_HASH
     for row in rows:

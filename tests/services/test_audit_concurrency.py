@@ -5,41 +5,22 @@ test runs in a database of its own: a fresh SQLite file, or a throw-away databas
 """
 
 import threading
-import uuid
+from datetime import timedelta
 
 import flask_migrate
-import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from app import clock, create_app
-from app.config import TestConfig, database_uri
+from app.config import TestConfig
 from app.extensions import db
-from app.services import audit
-from app.services.actor import Actor
+from app.models import AuditEntry
+from app.models.keys import Role
+from app.services import audit, keys
+from app.services.actor import Actor, Channel
 from app.services.uow import unit_of_work
 
 WRITERS = 4
 ENTRIES_EACH = 10
-
-
-@pytest.fixture
-def own_database(test_env, tmp_path):
-    """The URL of a new, empty database on the same server as the suite's, dropped afterwards."""
-    url = make_url(database_uri(test_env["TEST_DATABASE_URL"], tmp_path))
-    if url.get_backend_name() == "sqlite":
-        yield f"sqlite:///{tmp_path / 'chain.db'}"
-        return
-    name = f"billops_chain_{uuid.uuid4().hex[:12]}"
-    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with server.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 def test_concurrent_writers_keep_one_unbroken_chain(test_env, own_database):
@@ -81,3 +62,44 @@ def test_concurrent_writers_keep_one_unbroken_chain(test_env, own_database):
         db.engine.dispose()
     assert report.ok, report
     assert report.checked == WRITERS * ENTRIES_EACH
+
+
+BAD_KEYS = 40
+
+
+def test_concurrent_failures_from_one_address_write_exactly_the_quota_and_one_summary(test_env, own_database):
+    app = create_app(TestConfig({**test_env, "TEST_DATABASE_URL": own_database}))
+    with app.app_context():
+        flask_migrate.upgrade()
+    minute = clock.utcnow()
+    attacker = Actor(name="anonymous", role=Role.VIEWER, channel=Channel.API, ip="203.0.113.7")
+    start = threading.Barrier(BAD_KEYS)
+    failures = []
+
+    def fail_once() -> None:
+        with app.app_context():
+            try:
+                start.wait()
+                keys.record_auth_failure(attacker, "unknown key", now=minute)
+            except Exception as exc:  # reported below: an assertion in a thread would be lost
+                failures.append(repr(exc))
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=fail_once) for _ in range(BAD_KEYS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert failures == []
+    with app.app_context():
+        assert keys.failures_in_window("203.0.113.7", minute) == BAD_KEYS
+        assert keys.flush_auth_failures(minute + timedelta(minutes=1)) == 1
+        rows = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "auth.failed")).all()
+        report = audit.verify_chain()
+        db.engine.dispose()
+    assert [row.after for row in rows] == [None] * keys.AUTH_FAILURES_AUDITED_PER_ADDRESS + [
+        {"suppressed": BAD_KEYS - 10, "window_start": minute.replace(second=0, microsecond=0).isoformat()}
+    ]
+    assert report.ok

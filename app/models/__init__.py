@@ -6,7 +6,7 @@ from app.models.events import AttemptTrigger, BillingEvent, EventAttempt, EventS
 from app.models.grace import GracePeriod, GraceStatus
 from app.models.idempotency import IdempotencyKey, IdempotencyState
 from app.models.keys import AdminKey, AdminSession, AuthFailureCount, Role
-from app.models.plans import Plan, PlanInterval
+from app.models.plans import CatalogState, Plan, PlanInterval
 from app.models.subscriptions import Subscription, SubscriptionStatus
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "AuditEntry",
     "AuthFailureCount",
     "BillingEvent",
+    "CatalogState",
     "Customer",
     "EventAttempt",
     "EventStatus",

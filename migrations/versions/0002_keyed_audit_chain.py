@@ -12,7 +12,7 @@ On PostgreSQL the append-only trigger is disabled around the re-signing, which t
 table's owner (as every migration does). Downgrade recomputes the 0001 hashes and drops both.
 
 Revision ID: 0002
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-29
 
 """
@@ -33,7 +33,7 @@ from app.services.audit import GENESIS_HASH, Keyring, seal
 
 # revision identifiers, used by Alembic.
 revision = "0002"
-down_revision = "0001"
+down_revision = "0003"  # main holds 0003 (catalog state) on 0001; this one follows it
 branch_labels = None
 depends_on = None
 

@@ -17,6 +17,8 @@ from app.services.errors import (
     Conflict,
     DomainError,
     InvalidInput,
+    InvalidJSON,
+    InvalidParameters,
     NotFound,
     PermissionDenied,
     RuleViolation,
@@ -29,6 +31,8 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     AuthRequired: 403,
     PermissionDenied: 403,
     InvalidInput: 422,
+    InvalidParameters: 400,
+    InvalidJSON: 400,
     RuleViolation: 422,
     Conflict: 409,
 }

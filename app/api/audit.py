@@ -15,8 +15,8 @@ from app import clock
 from app.api.blueprint import bp
 from app.auth import current_actor
 from app.models.audit import AuditEntry
-from app.schemas.audit import AuditPage, AuditQuery
 from app.observability import REQUEST_ID_HEADER, request_id
+from app.schemas.audit import AuditPage, AuditQuery
 from app.services import audit
 
 log = logging.getLogger(__name__)

@@ -80,10 +80,13 @@ def loads_json(data: bytes | str) -> Any:
 
 
 def check_json_value(value: Any) -> None:
-    """Raise UnsafeValue for the first key or value of `value` the database cannot store (walked without recursion)."""
+    """Raise UnsafeValue for the first key or value of `value` the database cannot store (walked without recursion).
+
+    A document nested deeper than MAX_JSON_DEPTH is a ValueError: unreadable as a whole, not one bad field.
+    """
     for path, depth, item in _walk(value):
         if depth > MAX_JSON_DEPTH:
-            raise UnsafeValue(path or "(body)", f"is nested deeper than {MAX_JSON_DEPTH} levels")
+            raise ValueError(f"the document is nested deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(item, str) and (problem := text_problem(item)):
             raise UnsafeValue(path or "(body)", problem)
         if isinstance(item, int) and not isinstance(item, bool) and not INT64_MIN <= item <= INT64_MAX:

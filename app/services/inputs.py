@@ -36,7 +36,11 @@ def text_problem(value: str) -> str | None:
     found = _UNSTORABLE.search(value)
     if found is None:
         return None
-    return "contains a NUL character" if found.group() == "\x00" else "contains invalid Unicode (a lone surrogate)"
+    return (
+        "contains a NUL character"
+        if found.group() == "\x00"
+        else "contains invalid Unicode (a lone surrogate, or bytes that are not UTF-8)"
+    )
 
 
 def check_text(field: str, value: str, *, max_length: int | None = None) -> str:

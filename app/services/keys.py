@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models.audit import AuditEntry
@@ -25,7 +26,7 @@ KEY_PREFIX = "bok_"
 BOOTSTRAP_NAME = "bootstrap"
 # ADMIN_KEY is chosen by an operator and may be weak: show none of it, not even its first characters.
 BOOTSTRAP_LABEL = "(ADMIN_KEY)"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: "$" would let a trailing newline in
 # last_used_at is a hint, not an audit: write it at most this often per key.
 _LAST_USED_PRECISION = timedelta(minutes=1)
 # Failed authentications are audited, but no more than this many per address per window.
@@ -72,7 +73,7 @@ def hash_secret(secret: str) -> str:
 def create_key(name: str, role: Role | str, *, actor: Actor, now: datetime) -> CreatedKey:
     """Register a new named key with `role`; the secret is returned once."""
     require(actor, Permission.MANAGE_KEYS)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidInput("name", "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     if name == BOOTSTRAP_NAME:
         raise InvalidInput("name", f"{BOOTSTRAP_NAME!r} is reserved for ADMIN_KEY from the environment")
@@ -109,11 +110,7 @@ def revoke_key(name: str, *, actor: Actor, now: datetime) -> KeyInfo:
             return KeyInfo.of(key)
         before = KeyInfo.of(key).snapshot()
         key.revoked_at = now
-        session.execute(
-            update(AdminSession)
-            .where(AdminSession.admin_key_id == key.id, AdminSession.ended_at.is_(None))
-            .values(ended_at=now)
-        )
+        _end_sessions(session, key, now)
         info = KeyInfo.of(key)
         audit.record(session, actor, "admin_key.revoke", None, before, info.snapshot(), now=now)
     return info
@@ -157,8 +154,9 @@ def register_bootstrap_key(secret: str, *, actor: Actor, now: datetime) -> Admin
                     name=BOOTSTRAP_NAME, role=Role.ADMIN, key_hash=digest, key_prefix=BOOTSTRAP_LABEL, created_at=now
                 )
                 session.add(key)
-            else:
+            else:  # ADMIN_KEY changed (the answer to a leak): sessions opened with the old value end, as on revocation
                 key.key_hash, key.revoked_at = digest, None
+                _end_sessions(session, key, now)
             session.flush()
             audit.record(
                 session,
@@ -197,6 +195,14 @@ def recent_auth_failures(ip: str | None, *, now: datetime) -> int:
             )
         )
         or 0
+    )
+
+
+def _end_sessions(session: Session, key: AdminKey, now: datetime) -> None:
+    session.execute(
+        update(AdminSession)
+        .where(AdminSession.admin_key_id == key.id, AdminSession.ended_at.is_(None))
+        .values(ended_at=now)
     )
 
 

@@ -44,11 +44,9 @@ def _accepts_csv() -> bool:
 
 
 def _csv_response(entries: Iterator[AuditEntry]) -> Response:
-    """Render the header and first row before answering, so a failure up to there is an ordinary problem."""
+    """`entries` has run its first query already, so a failure up to there was an ordinary problem."""
     filename = f"billops-audit-{clock.utcnow():%Y%m%dT%H%M%SZ}.csv"
-    lines = _csv_lines(entries)
-    first = next(lines)
-    response = Response(stream_with_context(_finish_visibly(first, lines)), mimetype="text/csv")
+    response = Response(stream_with_context(_finish_visibly(_csv_lines(entries))), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
@@ -65,11 +63,10 @@ def _csv_lines(entries: Iterator[AuditEntry]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def _finish_visibly(first: str, rest: Iterator[str]) -> Iterator[str]:
+def _finish_visibly(lines: Iterator[str]) -> Iterator[str]:
     """Stream the lines; a failure once bytes are out ends the file with a line saying it is incomplete."""
-    yield first
     try:
-        yield from rest
+        yield from lines
     except Exception:
         log.exception("audit CSV export failed after streaming started")
         yield (

@@ -160,7 +160,28 @@ def list_entries(filters: AuditFilter, *, actor: Actor, after: tuple[int] | None
 
 
 def iter_entries(filters: AuditFilter, *, actor: Actor, batch_size: int = 500) -> Iterator[AuditEntry]:
-    """Every matching entry, newest first, streamed in batches (bounded memory for exports)."""
+    """Every matching entry, newest first, for exports.
+
+    The permission check and the first batch run now, so an export that cannot start fails before its first
+    byte. Later batches are keyset queries of their own (no cursor held open while the client reads), and each
+    batch is released once yielded, so memory stays bounded.
+    """
     require(actor, Permission.READ)
-    stmt = _filtered(filters).order_by(AuditEntry.id.desc()).execution_options(yield_per=batch_size)
-    yield from db.session.scalars(stmt)
+    return _batches(filters, _batch(filters, None, batch_size), batch_size)
+
+
+def _batch(filters: AuditFilter, before_id: int | None, size: int) -> list[AuditEntry]:
+    stmt = _filtered(filters)
+    if before_id is not None:
+        stmt = stmt.where(AuditEntry.id < before_id)
+    return list(db.session.scalars(stmt.order_by(AuditEntry.id.desc()).limit(size)))
+
+
+def _batches(filters: AuditFilter, batch: list[AuditEntry], size: int) -> Iterator[AuditEntry]:
+    while batch:
+        yield from batch
+        for entry in batch:
+            db.session.expunge(entry)
+        if len(batch) < size:
+            return
+        batch = _batch(filters, batch[-1].id, size)

@@ -6,7 +6,7 @@ from app.models.events import AttemptTrigger, BillingEvent, EventAttempt, EventS
 from app.models.grace import GracePeriod, GraceStatus
 from app.models.idempotency import IdempotencyKey, IdempotencyState
 from app.models.keys import AdminKey, AdminSession, Role
-from app.models.plans import Plan, PlanInterval
+from app.models.plans import CatalogState, Plan, PlanInterval
 from app.models.subscriptions import Subscription, SubscriptionStatus
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "AttemptTrigger",
     "AuditEntry",
     "BillingEvent",
+    "CatalogState",
     "Customer",
     "EventAttempt",
     "EventStatus",

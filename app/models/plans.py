@@ -37,3 +37,14 @@ class Plan(db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=now_default)
     updated_at: Mapped[datetime] = mapped_column(default=now_default, onupdate=now_default)
+
+
+class CatalogState(db.Model):
+    """One row: whether the provider's catalog changed since the last plans sync (price/product/plan webhooks)."""
+
+    __tablename__ = "billing_catalog_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True, comment="always 1: there is one catalog")
+    stale_since: Mapped[datetime | None] = mapped_column(comment="first catalog event since the last sync")
+    stale_reason: Mapped[str | None] = mapped_column(String(300), comment="e.g. 'price.updated evt_...'")
+    synced_at: Mapped[datetime | None]

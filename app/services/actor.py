@@ -37,6 +37,11 @@ class Actor:
     def worker(cls) -> Actor:
         return cls(name="worker", role=Role.ADMIN, channel=Channel.WORKER)
 
+    @classmethod
+    def webhook(cls, event_id: str, channel: Channel) -> Actor:
+        """A webhook handler applying provider event `event_id` (channel `api` on receive, `worker` on retry)."""
+        return cls(name=f"webhook:{event_id}", role=Role.ADMIN, channel=channel)
+
     def context(self) -> dict[str, Any]:
         """The audit row's `context`."""
         return {

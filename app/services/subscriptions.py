@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models.customers import Customer
@@ -52,6 +53,12 @@ def get_subscription(user_id: str, *, actor: Actor) -> SubscriptionView:
             f"User {user_id!r} has no subscription." if known else f"No customer has the user id {user_id!r}."
         )
     return view(subscription)
+
+
+def lock_subscription(session: Session, user_id: str) -> Subscription | None:
+    """The user's subscription, locked for this transaction (FOR UPDATE on PostgreSQL; the version column
+    still refuses a lost update on SQLite). Every write to a user's subscription reads it through here."""
+    return session.scalar(select(Subscription).where(Subscription.user_id == user_id).with_for_update())
 
 
 def view(subscription: Subscription) -> SubscriptionView:

@@ -55,6 +55,8 @@ for _ in $(seq 1 100); do  # readiness poll, at most ~20 s
 done
 
 echo "fuzzing $BASE/openapi.json for at most ${MAX_TIME}s"
+# /readyz answers a documented 503 whenever the database is slow to answer (e.g. a loaded CI machine), which
+# not_a_server_error would count as a failure; the smoke test checks it.
 status=0
 .venv/bin/schemathesis run "$BASE/openapi.json" \
     --header "X-Admin-Key: $ADMIN_KEY" \
@@ -67,6 +69,7 @@ status=0
     --generation-database none \
     --seed "${FUZZ_SEED:-$RANDOM}" \
     --no-color \
+    --exclude-path /readyz \
     "$@" || status=$?
 
 if grep -Eq 'Traceback|\bERROR\b' "$LOG"; then

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, cli, errors, extensions, meta, observability
+from app import api, cli, errors, extensions, input_guard, meta, observability
 from app.config import Config
 from app.openapi import RestApi
 
@@ -14,10 +14,10 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the app: settings, extensions, blueprints, error handlers, CLI."""
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.config.from_object(config or Config())
-    app.json.sort_keys = False  # keep fields in the documented order
     if proxies := app.config["TRUSTED_PROXY_COUNT"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
     observability.init_app(app)
+    input_guard.init_app(app)  # after the request id is assigned, so a refusal carries it
     extensions.init_app(app)
     rest_api = RestApi(app)
     rest_api.register_blueprint(meta.bp)

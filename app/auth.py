@@ -10,6 +10,7 @@ from app.observability import request_id
 from app.services import keys, sessions
 from app.services.actor import Actor, Channel
 from app.services.errors import AuthRequired
+from app.services.inputs import printable
 
 ADMIN_KEY_HEADER = "X-Admin-Key"
 SESSION_ID = "sid"  # the console's signed cookie holds this random id, never the key
@@ -60,5 +61,5 @@ def _request_fields() -> dict[str, str | None]:
     return {
         "request_id": request_id(),
         "ip": request.remote_addr,
-        "user_agent": request.user_agent.string[:300] or None,
+        "user_agent": printable(request.user_agent.string[:300]) or None,  # the audit context is stored as JSON
     }

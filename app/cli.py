@@ -17,7 +17,8 @@ from app.schemas.grace import GraceResetIn
 from app.services import audit, demo, entitlements, grace, keys, plans
 from app.services.actor import Actor
 from app.services.catalog import CatalogError
-from app.services.errors import DomainError
+from app.services.errors import DomainError, InvalidInput
+from app.services.inputs import check_actor_name, printable
 
 billing = AppGroup("billing", help="Billing operations.")
 admin_keys = AppGroup("admin-keys", help="Create, list and revoke admin keys.")
@@ -35,8 +36,20 @@ def _default_actor() -> str:
         return "cli"
 
 
+def _valid_actor(_ctx: click.Context, _param: click.Parameter, name: str) -> str:
+    """Every command's --actor (and the OS user it defaults to) is checked here, before anything runs."""
+    try:
+        return check_actor_name(name)
+    except InvalidInput as exc:  # argv bytes that are not UTF-8 arrive as lone surrogates
+        raise click.ClickException(f"--actor {printable(name)[:40]!r} {exc.errors['actor'][0]}") from None
+
+
 actor_option = click.option(
-    "--actor", default=_default_actor, show_default="the OS user", help="Name written to the audit log."
+    "--actor",
+    default=_default_actor,
+    show_default="the OS user",
+    callback=_valid_actor,
+    help="Name written to the audit log (1-255 characters).",
 )
 
 

@@ -14,6 +14,7 @@ DEV_SECRET_KEY = "billops-development-key-not-for-production"
 ENVIRONMENTS = ("development", "test", "production")
 ONE_MIB = 1024 * 1024
 MIN_ADMIN_KEY_LENGTH = 32
+MIN_SECRET_KEY_LENGTH = 32
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_AUDIT_KEY_LENGTH = 32
 # Fixed label of the audit key derived from SECRET_KEY when AUDIT_KEY is unset (changing it breaks every row).
@@ -125,6 +126,11 @@ class Config:
             )
         if value == DEV_SECRET_KEY:
             raise ConfigError("SECRET_KEY is the public development key; production needs its own.")
+        if len(value) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(
+                f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters; use a random value "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(48))')."
+            )
         return value
 
     @staticmethod

@@ -46,12 +46,55 @@ class IdempotencyPlugin(BasePlugin):
                 response.setdefault("headers", {})["Idempotent-Replayed"] = REPLAYED_HEADER
 
 
+class ProblemResponses(BasePlugin):
+    """Document on every operation the problem responses the app's shared checks can give it.
+
+    Every route inherits them, so the document says exactly what a fuzzer (and a client) can get back:
+    400 for input the database cannot store (`app.input_guard`) or bad parameters, 403 without a key or the role,
+    404 for a path naming something unknown, 413/415/400/422 for a body.
+    """
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            documented = {str(status) for status in responses}  # flask-smorest keys them by int
+            for status in _problem_statuses(path or "", operation):
+                if str(status.value) not in documented:
+                    responses[str(status.value)] = status.name
+            for status, response in responses.items():
+                if int(status) >= 400 and isinstance(response, dict) and "content" not in response:
+                    response["content"] = {PROBLEM_JSON: {"schema": "Problem"}}  # declared with a description only
+
+
+def _problem_statuses(path: str, operation: dict) -> list[http.HTTPStatus]:
+    statuses = []
+    if path.startswith("/v1/"):
+        statuses.append(http.HTTPStatus.BAD_REQUEST)
+        if operation.get("security") != []:
+            statuses.append(http.HTTPStatus.FORBIDDEN)
+        if "{" in path:
+            statuses.append(http.HTTPStatus.NOT_FOUND)
+    elif operation.get("parameters"):
+        statuses.append(http.HTTPStatus.BAD_REQUEST)
+    if "requestBody" in operation:
+        statuses += [
+            http.HTTPStatus.BAD_REQUEST,
+            http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            http.HTTPStatus.UNPROCESSABLE_ENTITY,
+        ]
+    return statuses
+
+
 class RestApi(Api):
     """Documents errors as problem+json; `app.errors` renders them for the whole app."""
 
     ERROR_SCHEMA = ProblemSchema
+    # No catch-all `default` response: each operation lists its own statuses (ProblemResponses).
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def init_app(self, app, *, spec_kwargs=None):
+        spec_kwargs = {**(spec_kwargs or {}), "extra_plugins": [ProblemResponses()]}
         super().init_app(app, spec_kwargs=spec_kwargs)
         plugin = IdempotencyPlugin()
         plugin.init_spec(self.spec)

@@ -11,7 +11,7 @@ class AuditQuery(ListQuery):
     action = fields.String(validate=validate.Length(max=64))
     since = Timestamp(metadata={"description": "entries at or after this instant"})
     until = Timestamp(metadata={"description": "entries before this instant"})
-    cursor = Cursor(int)
+    cursor = Cursor(int, scope="audit")
     format = fields.String(
         validate=validate.OneOf(["json", "csv"]), metadata={"description": "`csv` streams every match as CSV"}
     )
@@ -29,4 +29,4 @@ class AuditEntrySchema(Schema):
     context = fields.Dict(metadata={"description": "channel, request_id, ip, user_agent"})
 
 
-AuditPage = page_schema("AuditPage", AuditEntrySchema, int)
+AuditPage = page_schema("AuditPage", AuditEntrySchema, int, scope="audit")

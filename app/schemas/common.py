@@ -2,58 +2,96 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from flask import current_app
+from itsdangerous import BadData, URLSafeSerializer
 from marshmallow import Schema, ValidationError, fields, validate
 
+from app.services.errors import InvalidInput
+from app.services.inputs import INT64_MAX, INT64_MIN, check_text
 from app.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+# Longer than any cursor this app signs; a longer one is refused before its signature is even checked.
+MAX_CURSOR_LENGTH = 512
+MAX_CURSOR_TEXT = 255
+
+
+class FullMatch(validate.Regexp):
+    """A pattern the WHOLE value must match: `re.match` with `$` would let a trailing newline through.
+
+    Write the pattern as `^...$` so the OpenAPI document carries a valid ECMA regex too."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
 
 
 class Timestamp(fields.AwareDateTime):
-    """ISO 8601 with an offset, on the way in and out (UTC on the way out)."""
+    """ISO 8601 with an offset on the way in, converted to UTC (and UTC on the way out)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(format="iso", **kwargs)
 
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 once in UTC
+            raise ValidationError("Must be between 0001-01-01 and 9999-12-31 once converted to UTC.") from None
+
 
 class Cursor(fields.String):
-    """An opaque keyset cursor: the sort key of the last item seen, base64url-encoded JSON."""
+    """An opaque keyset cursor: the sort key of the last item seen, signed for one list.
 
-    def __init__(self, *types: type, **kwargs: Any) -> None:
+    `Cursor(datetime, int, scope="events")`: the key's types, and the list the cursor belongs to. The token is
+    signed with SECRET_KEY (itsdangerous), salted with the scope, so a changed, forged or other list's cursor is
+    refused; the values inside are bounded (64-bit ints, UTC datetimes, short storable text) before any query.
+    """
+
+    def __init__(self, *types: type, scope: str, **kwargs: Any) -> None:
         kwargs.setdefault("metadata", {"description": "`next_cursor` of the previous page"})
         super().__init__(**kwargs)
         self.types = types
+        self.scope = scope
+
+    def _serializer(self) -> URLSafeSerializer:
+        return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=f"billops.cursor.{self.scope}")
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         if value is None:
             return None
-        plain = [v.isoformat() if isinstance(v, datetime) else v for v in value]
-        return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
+        return self._serializer().dumps([v.isoformat() if isinstance(v, datetime) else v for v in value])
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[Any, ...]:
         token = super()._deserialize(value, attr, data, **kwargs)
         try:
-            plain = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+            if len(token) > MAX_CURSOR_LENGTH:
+                raise ValueError
+            plain = self._serializer().loads(token)
             if not isinstance(plain, list) or len(plain) != len(self.types):
                 raise ValueError
-            return tuple(self._parse(kind, item) for kind, item in zip(self.types, plain, strict=True))
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+            return tuple(_cursor_value(kind, item) for kind, item in zip(self.types, plain, strict=True))
+        except (BadData, ValueError, TypeError, OverflowError, InvalidInput):
             raise ValidationError("Not a cursor from this list; pass `next_cursor` as it was returned.") from None
 
-    @staticmethod
-    def _parse(kind: type, item: Any) -> Any:
-        if kind is datetime:
-            parsed = datetime.fromisoformat(item)
-            if parsed.tzinfo is None:
-                raise ValueError
-            return parsed
-        if type(item) is not kind:
-            raise TypeError
-        return item
+
+def _cursor_value(kind: type, item: Any) -> Any:
+    """One value of a verified cursor, checked once more so nothing unbounded reaches SQL."""
+    if type(item) is not (str if kind is datetime else kind):
+        raise TypeError
+    if kind is int and not INT64_MIN <= item <= INT64_MAX:
+        raise ValueError
+    if kind is str:
+        return check_text("cursor", item, max_length=MAX_CURSOR_TEXT)
+    if kind is datetime:
+        parsed = datetime.fromisoformat(check_text("cursor", item, max_length=64))
+        if parsed.tzinfo is None:
+            raise ValueError
+        return parsed.astimezone(UTC)
+    return item
 
 
 class ListQuery(Schema):
@@ -62,14 +100,18 @@ class ListQuery(Schema):
     limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT))
 
 
-def page_schema(name: str, item: type[Schema], *cursor_types: type) -> type[Schema]:
-    """The list shape `{"items": [...], "total": N, "next_cursor": "..." | null}`, fields in that order."""
+def page_schema(name: str, item: type[Schema], *cursor_types: type, scope: str) -> type[Schema]:
+    """The list shape `{"items": [...], "total": N, "next_cursor": "..." | null}`, fields in that order.
+
+    `cursor_types` and `scope` are those of the list query's `Cursor`.
+    """
     return Schema.from_dict(
         {
             "items": fields.List(fields.Nested(item), required=True),
             "total": fields.Integer(required=True),
             "next_cursor": Cursor(
                 *cursor_types,
+                scope=scope,
                 allow_none=True,
                 metadata={"description": "pass as `cursor` for the next page; null on the last page"},
             ),

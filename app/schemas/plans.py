@@ -3,17 +3,17 @@
 from marshmallow import Schema, fields, validate
 
 from app.models.plans import PlanInterval
-from app.schemas.common import Timestamp
+from app.schemas.common import FullMatch, Timestamp
 
 
 class PlanSchema(Schema):
-    code = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,63}$"))
+    code = fields.String(required=True, validate=FullMatch(r"^[a-z0-9][a-z0-9_-]{0,63}$"))
     provider_price_id = fields.String(required=True, allow_none=True, validate=validate.Length(max=255))
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     amount = fields.Integer(
         required=True, strict=True, validate=validate.Range(min=0), metadata={"description": "minor units"}
     )
-    currency = fields.String(required=True, validate=validate.Regexp(r"^[a-z]{3}$"))
+    currency = fields.String(required=True, validate=FullMatch(r"^[a-z]{3}$"))
     interval = fields.Enum(PlanInterval, by_value=True, required=True)
     credits_per_period = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
     active = fields.Boolean(load_default=True)

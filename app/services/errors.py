@@ -40,6 +40,18 @@ class InvalidInput(DomainError):
         self.errors = {name: [message] for name in (field, *also)}
 
 
+class InvalidParameters(InvalidInput):
+    """A path, query or header value is unusable (400, where a body field is 422)."""
+
+    code = "invalid_parameters"
+
+
+class InvalidJSON(DomainError):
+    """The body is not a JSON object the service can read."""
+
+    code = "invalid_json"
+
+
 class RuleViolation(DomainError):
     """A valid change that breaks a rule of the current state (e.g. credits below zero)."""
 

@@ -29,7 +29,7 @@ KEY_PREFIX = "bok_"
 BOOTSTRAP_NAME = "bootstrap"
 # ADMIN_KEY is chosen by an operator and may be weak: show none of it, not even its first characters.
 BOOTSTRAP_LABEL = "(ADMIN_KEY)"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: "$" would let a trailing newline in
 # last_used_at is a hint, not an audit: write it at most this often per key.
 _LAST_USED_PRECISION = timedelta(minutes=1)
 # Failed authentications are counted per minute; each is audited within two quotas a minute, one per client
@@ -83,7 +83,7 @@ def _utf8(secret: str) -> bytes:
 def create_key(name: str, role: Role | str, *, actor: Actor, now: datetime) -> CreatedKey:
     """Register a new named key with `role`; the secret is returned once."""
     require(actor, Permission.MANAGE_KEYS)
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidInput("name", "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     if name == BOOTSTRAP_NAME:
         raise InvalidInput("name", f"{BOOTSTRAP_NAME!r} is reserved for ADMIN_KEY from the environment")
@@ -120,11 +120,7 @@ def revoke_key(name: str, *, actor: Actor, now: datetime) -> KeyInfo:
             return KeyInfo.of(key)
         before = KeyInfo.of(key).snapshot()
         key.revoked_at = now
-        session.execute(
-            update(AdminSession)
-            .where(AdminSession.admin_key_id == key.id, AdminSession.ended_at.is_(None))
-            .values(ended_at=now)
-        )
+        _end_sessions(session, key, now)
         info = KeyInfo.of(key)
         audit.record(session, actor, "admin_key.revoke", None, before, info.snapshot(), now=now)
     return info
@@ -168,8 +164,9 @@ def register_bootstrap_key(secret: str, *, actor: Actor, now: datetime) -> Admin
                     name=BOOTSTRAP_NAME, role=Role.ADMIN, key_hash=digest, key_prefix=BOOTSTRAP_LABEL, created_at=now
                 )
                 session.add(key)
-            else:
+            else:  # ADMIN_KEY changed (the answer to a leak): sessions opened with the old value end, as on revocation
                 key.key_hash, key.revoked_at = digest, None
+                _end_sessions(session, key, now)
             session.flush()
             audit.record(
                 session,
@@ -298,6 +295,14 @@ def _address(ip: str | None) -> str:
         return str(ipaddress.ip_address(ip or ""))[:64]
     except ValueError:
         return "unknown"
+
+
+def _end_sessions(session: Session, key: AdminKey, now: datetime) -> None:
+    session.execute(
+        update(AdminSession)
+        .where(AdminSession.admin_key_id == key.id, AdminSession.ended_at.is_(None))
+        .values(ended_at=now)
+    )
 
 
 def _new_key(name: str, role: Role, secret: str, now: datetime) -> AdminKey:

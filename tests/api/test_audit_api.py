@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 
+from app.api import audit as api_audit
 from app.services import audit
 from app.services.actor import Actor
 from app.services.uow import unit_of_work
@@ -145,3 +146,59 @@ def test_csv_cells_cannot_smuggle_spreadsheet_formulas(api, tx, frozen_clock):
         )
     [row] = _csv(client.get(URL, query_string={"format": "csv", "user_id": "user-x"}))
     assert row["actor"].startswith("'=") and row["reason"] == "'+1 goodwill"
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"user_id": "user\x00x"}, "user_id"),
+        ({"since": "0001-01-01T00:00:00+01:00"}, "since"),
+        ({"cursor": "WzNd"}, "cursor"),
+    ],
+)
+def test_csv_export_with_bad_input_is_a_problem_before_any_byte(api, query, field):
+    resp = api("viewer").get(URL, query_string={**query, "format": "csv"})
+    assert (resp.status_code, resp.mimetype) == (400, "application/problem+json")
+    assert list(resp.get_json()["errors"]) == [field]
+
+
+def test_csv_export_runs_its_first_query_before_answering(api, monkeypatch):
+    client = api("viewer")
+
+    def failing_query(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(audit, "_filtered", failing_query)
+    resp = client.get(URL, query_string={"format": "csv"})
+    assert (resp.status_code, resp.mimetype) == (500, "application/problem+json")
+    assert resp.get_json()["code"] == "internal_error"
+
+
+def test_a_csv_export_spanning_several_batches_streams_every_row(api, entries, monkeypatch):
+    client = api("viewer")
+    made = entries()
+    real = audit.iter_entries
+    monkeypatch.setattr(audit, "iter_entries", lambda filters, actor: real(filters, actor=actor, batch_size=2))
+    rows = _csv(client.get(URL, query_string={"format": "csv", "action": "grace.reset"}))
+    assert [int(row["id"]) for row in rows] == [entry.id for entry in reversed(made)]
+
+
+def test_a_csv_export_failing_midway_ends_with_a_line_saying_it_is_incomplete(api, entries, monkeypatch, caplog):
+    client = api("viewer")
+    entries()
+    real_row, calls = api_audit._csv_row, []
+
+    def row_then_fail(entry):
+        calls.append(entry.id)
+        if len(calls) > 2:
+            raise RuntimeError("connection lost")
+        return real_row(entry)
+
+    monkeypatch.setattr(api_audit, "_csv_row", row_then_fail)
+    resp = client.get(URL, query_string={"format": "csv"}, headers={"X-Request-ID": "export-7"})
+    assert resp.status_code == 200
+    lines = resp.get_data(as_text=True).splitlines()
+    assert len(lines) == 4  # header, two rows, the warning
+    assert lines[-1].startswith("# EXPORT INCOMPLETE") and "export-7" in lines[-1]
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.request_id == "export-7" and "connection lost" in caplog.text

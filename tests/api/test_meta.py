@@ -58,8 +58,32 @@ def test_the_openapi_document_documents_the_key_and_problem_details(spec):
     assert spec["security"] == [{"AdminKey": []}]
     problem = spec["components"]["schemas"]["Problem"]["properties"]
     assert {"type", "title", "status", "detail", "code", "errors"} <= set(problem)
-    default_error = spec["components"]["responses"]["DEFAULT_ERROR"]["content"]
-    assert list(default_error) == ["application/problem+json"]
+    forbidden = spec["components"]["responses"]["FORBIDDEN"]["content"]
+    assert list(forbidden) == ["application/problem+json"]
+
+
+def test_every_operation_documents_the_problems_it_can_answer_and_no_catch_all(spec):
+    def statuses(path, method="get"):
+        return set(spec["paths"][path][method]["responses"])
+
+    assert statuses("/v1/admin/billing/audit") == {"200", "400", "403", "422"}
+    assert statuses("/v1/admin/billing/subscriptions/{user_id}") == {"200", "400", "403", "404"}
+    assert statuses("/healthz") == {"200"}
+    not_found = spec["paths"]["/v1/admin/billing/subscriptions/{user_id}"]["get"]["responses"]["404"]
+    assert list(not_found["content"]) == ["application/problem+json"]  # declared with a description only
+
+
+def test_the_audit_log_documents_both_of_its_200_bodies(spec):
+    content = spec["paths"]["/v1/admin/billing/audit"]["get"]["responses"]["200"]["content"]
+    assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/AuditPage"}
+    assert content["text/csv"]["schema"]["type"] == "string"
+
+
+def test_a_body_operation_documents_413_415_and_422(probe_app):
+    spec = probe_app.test_client().get("/openapi.json").get_json()
+    assert {"400", "403", "413", "415", "422"} <= set(
+        spec["paths"]["/v1/admin/billing/_probe/change"]["post"]["responses"]
+    )
 
 
 def test_every_route_is_documented_and_public_ones_need_no_key(spec):

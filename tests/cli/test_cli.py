@@ -1,7 +1,9 @@
 import json
 
-from sqlalchemy import select, text
+import pytest
+from sqlalchemy import func, select, text
 
+from app import cli
 from app.models import AdminKey, AuditEntry, Customer
 
 KEYS_URL = "/v1/admin/billing/audit"
@@ -106,3 +108,33 @@ def test_audit_verify_refuses_a_file_that_is_not_a_checkpoint(runner, tmp_path):
     result = runner.invoke(args=["billing", "audit-verify", "--checkpoint", str(junk)])
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "not an audit checkpoint" in result.output
+
+
+@pytest.mark.parametrize(
+    "actor, message",
+    [
+        ("op\udcff", "invalid Unicode"),  # an undecodable argv byte, as Python's surrogateescape hands it over
+        ("x" * 256, "at most 255 characters"),
+        ("op\x00", "NUL"),
+        ("", "must not be empty"),
+    ],
+)
+@pytest.mark.parametrize("command", [("admin-keys", "create", "ci-bot", "--role", "viewer"), ("billing", "demo-data")])
+def test_a_bad_actor_is_one_clear_line_and_exit_1(runner, tx, actor, message, command):
+    result = runner.invoke(args=[*command, "--actor", actor])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: --actor") and message in result.output
+    assert len(result.output.strip().splitlines()) == 1 and result.exception.__class__ is SystemExit
+    assert tx.scalar(select(func.count()).select_from(AuditEntry)) == 0
+
+
+def test_a_bad_operating_system_user_name_is_refused_too(runner, tx, monkeypatch):
+    monkeypatch.setattr(cli.getpass, "getuser", lambda: "\udcff")
+    result = runner.invoke(args=["admin-keys", "list"])
+    assert result.exit_code == 1 and "--actor" in result.output
+
+
+def test_a_key_name_with_a_trailing_newline_is_refused(runner, tx):
+    result = invoke(runner, "admin-keys", "create", "bootstrap\n", "--role", "admin")
+    assert result.exit_code == 1 and "use 1-64 letters" in result.output
+    assert tx.scalars(select(AdminKey.name)).all() == []

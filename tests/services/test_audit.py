@@ -140,3 +140,13 @@ def test_export_streams_every_match_newest_first(tx, cli_actor, frozen_clock):
     exported = list(audit.iter_entries(AuditFilter(actor="exporter"), actor=cli_actor, batch_size=2))
     assert len(exported) == 3
     assert [e.id for e in exported] == sorted((e.id for e in exported), reverse=True)
+
+
+def test_an_export_reads_its_first_batch_at_once_and_outlives_the_session(tx, cli_actor):
+    """A streamed response outlives the request's session: later batches must not need the first one's."""
+    ids = [_record(Actor.cli("streamer")).id for _ in range(5)]
+    entries = audit.iter_entries(AuditFilter(actor="streamer"), actor=cli_actor, batch_size=2)
+    _record(Actor.cli("streamer"))  # newer than all, written after the call: the first batch was read already
+    first = next(entries)
+    tx.remove()  # as Flask's teardown does once the view has returned
+    assert [first.id, *(e.id for e in entries)] == sorted(ids, reverse=True)

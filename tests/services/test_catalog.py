@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from app.config import DEFAULT_CATALOG
@@ -51,3 +53,20 @@ def test_a_broken_catalog_is_refused_with_the_reason(tmp_path, content, message)
 def test_a_missing_catalog_is_named(tmp_path):
     with pytest.raises(CatalogError, match="cannot read"):
         load_catalog(tmp_path / "absent.json")
+
+
+@pytest.mark.parametrize("field, value", [("code", "solo\n"), ("currency", "eur\n")])
+def test_a_code_with_a_trailing_newline_is_refused(tmp_path, field, value):
+    plan = {
+        "code": "solo",
+        "provider_price_id": None,
+        "name": "Solo",
+        "amount": 500,
+        "currency": "eur",
+        "interval": "week",
+        "credits_per_period": 10,
+    }
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps({"plans": [{**plan, field: value}]}))
+    with pytest.raises(CatalogError, match=field):
+        load_catalog(path)

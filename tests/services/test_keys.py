@@ -37,6 +37,8 @@ def test_a_new_key_is_random_shown_once_and_stored_hashed(tx, cli_actor, frozen_
         ("x" * 65, "viewer", InvalidInput),
         ("ok-name", "superuser", InvalidInput),
         ("bootstrap", "admin", InvalidInput),
+        ("bootstrap\n", "admin", InvalidInput),  # "$" would match before the newline and get round the reserved name
+        ("ci-bot\n", "viewer", InvalidInput),
     ],
 )
 def test_bad_names_and_roles_are_refused(tx, cli_actor, name, role, error):
@@ -118,6 +120,15 @@ def test_a_changed_admin_key_replaces_the_old_one(tx, frozen_clock):
     with pytest.raises(AuthRequired):
         keys.authenticate(old, bootstrap_secret=new, origin=ORIGIN, now=frozen_clock.now)
     assert tx.scalar(select(func.count()).select_from(AdminKey)) == 1
+
+
+def test_replacing_the_admin_key_ends_the_old_keys_console_sessions(tx, frozen_clock):
+    old, new = "env-admin-key-old-0123456789abcdef", "env-admin-key-new-0123456789abcdef"
+    key = keys.authenticate(old, bootstrap_secret=old, origin=ORIGIN, now=frozen_clock.now)
+    started = sessions.start_session(key, actor=ORIGIN, now=frozen_clock.now)
+    assert sessions.resume_session(started.session_id, now=frozen_clock.advance(minutes=1)) is not None
+    keys.authenticate(new, bootstrap_secret=new, origin=ORIGIN, now=frozen_clock.advance(minutes=1))
+    assert sessions.resume_session(started.session_id, now=frozen_clock.now) is None
 
 
 def test_a_revoked_bootstrap_key_stays_revoked(tx, cli_actor, frozen_clock):

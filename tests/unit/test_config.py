@@ -24,6 +24,12 @@ def test_production_refuses_the_public_development_key():
         Config({"BILLOPS_ENV": "production", "SECRET_KEY": DEV_SECRET_KEY})
 
 
+@pytest.mark.parametrize("secret", ["x", "s" * 31])
+def test_production_refuses_a_short_secret_key(secret):
+    with pytest.raises(ConfigError, match="SECRET_KEY must be at least 32 characters"):
+        Config({"BILLOPS_ENV": "production", "SECRET_KEY": secret})
+
+
 def test_development_runs_without_a_secret_key_and_cookies_work_over_http():
     config = Config({"BILLOPS_ENV": "development"})
     assert config.SECRET_KEY == DEV_SECRET_KEY
@@ -105,7 +111,37 @@ def test_the_flask_command_refuses_to_start_in_production_without_a_secret_key(t
 
 
 def test_a_dotenv_file_in_the_working_directory_is_read(tmp_path):
-    (tmp_path / ".env").write_text("BILLOPS_ENV=production\nSECRET_KEY=from-the-dotenv-file-0123456789\n")
+    (tmp_path / ".env").write_text("BILLOPS_ENV=production\nSECRET_KEY=from-the-dotenv-file-0123456789abcdefghij\n")
     result = _flask(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}")
     assert result.returncode == 0, result.stderr
     assert "/healthz" in result.stdout
+
+
+@pytest.fixture
+def checkout_below_a_stray_dotenv(tmp_path):
+    (tmp_path / ".env").write_text("BILLOPS_ENV=development\n")
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    return checkout
+
+
+def test_a_dotenv_file_in_a_parent_directory_is_ignored_by_wsgi(checkout_below_a_stray_dotenv):
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        cwd=checkout_below_a_stray_dotenv,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1  # production by default: the parent's development setting did not apply
+    assert result.stderr.strip().splitlines()[-1].startswith("billops cannot start: SECRET_KEY is not set")
+
+
+def test_the_flask_command_refuses_to_start_on_a_parent_directorys_dotenv(checkout_below_a_stray_dotenv):
+    result = _flask(checkout_below_a_stray_dotenv)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("billops cannot start: the flask command loaded") and "FLASK_SKIP_DOTENV=1" in last
+    skipped = _flask(checkout_below_a_stray_dotenv, FLASK_SKIP_DOTENV="1")
+    assert skipped.stderr.strip().splitlines()[-1].startswith("billops cannot start: SECRET_KEY is not set")

@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 
 from app import clock
 from app.models.keys import Role
+from app.retry_worker import RetryWorker
 from app.services import audit, demo, keys
 from app.services.actor import Actor
 from app.services.catalog import CatalogError
@@ -53,6 +54,19 @@ def demo_data(actor: str) -> None:
     )
     click.echo(f"plans added: {', '.join(report.plans_created) or 'none'}")
     click.echo(f"customers added: {', '.join(report.customers_created) or 'none'}")
+
+
+@billing.command("worker")
+@click.option("--once", is_flag=True, help="Drain what is due now, then exit.")
+def worker(once: bool) -> None:
+    """Retry failed webhooks, take over stranded ones, expire grace periods (until SIGTERM)."""
+    retry_worker = RetryWorker(grace_days=current_app.config["GRACE_PERIOD_DAYS"])
+    if once:
+        report = retry_worker.drain()
+        click.echo(f"events run: {len(report.events)}; grace periods expired: {len(report.expired_grace)}")
+        return
+    click.echo("retry worker running; SIGTERM finishes the current batch and exits", err=True)
+    retry_worker.run_forever()
 
 
 @billing.command("audit-verify")

@@ -17,6 +17,8 @@ from app.services.errors import (
     Conflict,
     DomainError,
     InvalidInput,
+    InvalidJson,
+    InvalidSignature,
     NotFound,
     PermissionDenied,
     RuleViolation,
@@ -31,6 +33,8 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     InvalidInput: 422,
     RuleViolation: 422,
     Conflict: 409,
+    InvalidSignature: 400,
+    InvalidJson: 400,
 }
 HTTP_CODES = {
     400: "invalid_parameters",
@@ -45,6 +49,7 @@ HTTP_CODES = {
 TITLES = {
     "invalid_json": "Body is not a JSON object",
     "invalid_parameters": "Invalid query parameters",
+    "invalid_signature": "Invalid webhook signature",
     "validation_failed": "Validation failed",
     "rule_violation": "Rule violation",
     "auth_required": "Authentication required",

@@ -13,6 +13,11 @@ PROBLEM_JSON = "application/problem+json"
 SECURITY_SCHEME = "AdminKey"
 
 
+def problem_response(description: str) -> dict:
+    """`alt_response` arguments documenting an error status with the problem+json body."""
+    return {"schema": ProblemSchema, "content_type": PROBLEM_JSON, "description": description}
+
+
 class RestApi(Api):
     """Documents errors as problem+json; `app.errors` renders them for the whole app."""
 

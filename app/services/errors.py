@@ -49,3 +49,21 @@ class Conflict(DomainError):
     """The state changed underneath the request, or a unique thing exists already."""
 
     code = "conflict"
+
+
+class InvalidSignature(DomainError):
+    """A webhook whose `Stripe-Signature` is missing, malformed, stale or matches no configured secret."""
+
+    code = "invalid_signature"
+
+
+class InvalidJson(DomainError):
+    """A body that is not a JSON object the database can store (or lacks what the operation needs)."""
+
+    code = "invalid_json"
+
+
+class HandlerError(DomainError):
+    """A webhook event cannot be applied yet (e.g. its customer is unknown); it is kept, retried and replayable."""
+
+    code = "handler_error"

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import flask_migrate
 import pytest
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from app import clock, create_app
-from app.config import TestConfig
+from app.config import TestConfig, database_uri
 from app.extensions import csrf, db
 from app.models.keys import Role
 from app.services import keys
@@ -194,3 +196,24 @@ def webhook_app(app, monkeypatch):
 
     monkeypatch.setitem(app.config, "WEBHOOK_SECRETS", [SECRET, OTHER_SECRET])
     return app
+
+
+@pytest.fixture
+def own_database(test_env, tmp_path):
+    """A new, empty database on the suite's server, dropped afterwards (a fresh SQLite file on SQLite).
+
+    For tests that need real commits from several connections or processes, outside the rolled-back `tx`."""
+    url = make_url(database_uri(test_env["TEST_DATABASE_URL"], tmp_path))
+    if url.get_backend_name() == "sqlite":
+        yield f"sqlite:///{tmp_path / 'own.db'}"
+        return
+    name = f"billops_own_{uuid.uuid4().hex[:12]}"
+    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        server.dispose()

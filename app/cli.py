@@ -65,6 +65,7 @@ def worker(once: bool) -> None:
         report = retry_worker.drain()
         click.echo(f"events run: {len(report.events)}; grace periods expired: {len(report.expired_grace)}")
         return
+    retry_worker.install_signal_handlers()
     click.echo("retry worker running; SIGTERM finishes the current batch and exits", err=True)
     retry_worker.run_forever()
 

@@ -60,10 +60,13 @@ class RetryWorker:
             if len(report.events) < self.batch_size:
                 return total
 
-    def run_forever(self) -> None:
-        """Loop until SIGTERM or SIGINT; the batch under way is finished first."""
+    def install_signal_handlers(self) -> None:
+        """Make SIGTERM and SIGINT stop the loop after its batch instead of killing it mid-way."""
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+
+    def run_forever(self) -> None:
+        """Loop until `stop` (see install_signal_handlers); the batch under way is finished first."""
         log.info("retry worker started (batch %s, idle wait %s s)", self.batch_size, self.idle_seconds)
         while not self._stop.is_set():
             report = self.run_round()

@@ -49,11 +49,15 @@ def _run(action):
 @actor_option
 def demo_data(actor: str) -> None:
     """Load the demo plans, customers and subscriptions (safe to run again)."""
+    config = current_app.config
     report = _run(
-        lambda: demo.load_demo_data(current_app.config["PLANS_CATALOG"], actor=Actor.cli(actor), now=clock.utcnow())
+        lambda: demo.load_demo_data(
+            config["PLANS_CATALOG"], actor=Actor.cli(actor), now=clock.utcnow(), grace_days=config["GRACE_PERIOD_DAYS"]
+        )
     )
     click.echo(f"plans added: {', '.join(report.plans_created) or 'none'}")
     click.echo(f"customers added: {', '.join(report.customers_created) or 'none'}")
+    click.echo(f"events added: {len(report.events_created) or 'none'}")
 
 
 @billing.command("worker")

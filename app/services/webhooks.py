@@ -84,12 +84,21 @@ def verify_signature(payload: bytes, header: str | None, secrets: Sequence[str],
             f"The signature timestamp is {abs(age.total_seconds()):.0f} s "
             f"{'old' if age > timedelta(0) else 'ahead'}; at most {SIGNATURE_TOLERANCE.seconds} s are accepted."
         )
-    signed = str(timestamp).encode() + b"." + payload
-    expected = [hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() for secret in secrets]
+    expected = [_signature(payload, secret, timestamp) for secret in secrets]
     # Every pair is compared, in constant time, so the timing says nothing about which secret or signature matched.
     matches = [hmac.compare_digest(want, got) for want in expected for got in signatures]
     if not any(matches):
         raise InvalidSignature("No v1 signature matches the body with any configured secret.")
+
+
+def signature_header(payload: bytes, secret: str, *, timestamp: int) -> str:
+    """The `Stripe-Signature` header a sender holding `secret` puts on `payload` at `timestamp`."""
+    return f"t={timestamp},v1={_signature(payload, secret, timestamp)}"
+
+
+def _signature(payload: bytes, secret: str, timestamp: int) -> str:
+    """Stripe's v1 scheme: hex HMAC-SHA256 of `<timestamp>.<raw body>`, keyed with the whole `whsec_...` secret."""
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
 
 
 def _parse_signature_header(header: str | None) -> tuple[int, list[str]]:

@@ -16,11 +16,14 @@ from app.services.errors import (
     AuthRequired,
     Conflict,
     DomainError,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
     InvalidInput,
     InvalidJson,
     InvalidSignature,
     NotFound,
     PermissionDenied,
+    ProviderUnavailable,
     RuleViolation,
 )
 
@@ -35,6 +38,9 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     Conflict: 409,
     InvalidSignature: 400,
     InvalidJson: 400,
+    IdempotencyKeyReused: 422,
+    IdempotencyInProgress: 409,
+    ProviderUnavailable: 502,
 }
 HTTP_CODES = {
     400: "invalid_parameters",
@@ -60,6 +66,9 @@ TITLES = {
     "payload_too_large": "Payload too large",
     "unsupported_media_type": "Unsupported media type",
     "rate_limited": "Too many requests",
+    "idempotency_key_reused": "Idempotency key reused",
+    "idempotency_in_progress": "Request in progress",
+    "provider_unavailable": "Plan provider unavailable",
     "internal_error": "Internal error",
 }
 

@@ -42,6 +42,25 @@ def migrated_database(test_env) -> str:
     return test_env["TEST_DATABASE_URL"]
 
 
+@pytest.fixture
+def own_database(test_env, tmp_path):
+    """The URL of a new, empty database on the same server as the suite's, dropped afterwards."""
+    url = make_url(database_uri(test_env["TEST_DATABASE_URL"], tmp_path))
+    if url.get_backend_name() == "sqlite":
+        yield f"sqlite:///{tmp_path / 'chain.db'}"
+        return
+    name = f"billops_chain_{uuid.uuid4().hex[:12]}"
+    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        server.dispose()
+
+
 def build_app(test_env: dict[str, str], **overrides):
     """A test app on the migrated database; SQLite gets working SAVEPOINTs."""
     app = create_app(TestConfig(test_env, **overrides))
@@ -196,24 +215,3 @@ def webhook_app(app, monkeypatch):
 
     monkeypatch.setitem(app.config, "WEBHOOK_SECRETS", [SECRET, OTHER_SECRET])
     return app
-
-
-@pytest.fixture
-def own_database(test_env, tmp_path):
-    """A new, empty database on the suite's server, dropped afterwards (a fresh SQLite file on SQLite).
-
-    For tests that need real commits from several connections or processes, outside the rolled-back `tx`."""
-    url = make_url(database_uri(test_env["TEST_DATABASE_URL"], tmp_path))
-    if url.get_backend_name() == "sqlite":
-        yield f"sqlite:///{tmp_path / 'own.db'}"
-        return
-    name = f"billops_own_{uuid.uuid4().hex[:12]}"
-    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with server.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        server.dispose()

@@ -22,8 +22,10 @@ def create_app(config: Config | None = None) -> Flask:
     rest_api = RestApi(app)
     rest_api.register_blueprint(meta.bp)
     rest_api.register_blueprint(api.bp)
+    rest_api.register_blueprint(api.webhooks_bp)
     app.register_blueprint(meta.pages)
     extensions.csrf.exempt(api.bp)  # the key travels in a header: there is no cookie to forge
+    extensions.csrf.exempt(api.webhooks_bp)  # the provider signs its body; there is no session
     errors.init_app(app)
     cli.init_app(app)
     return app

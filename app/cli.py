@@ -12,6 +12,7 @@ from marshmallow import Schema, ValidationError
 
 from app import clock
 from app.models.keys import Role
+from app.retry_worker import RetryWorker
 from app.schemas.entitlements import OverrideIn
 from app.schemas.grace import GraceResetIn
 from app.services import audit, demo, entitlements, grace, keys, plans
@@ -65,11 +66,29 @@ def _run(action):
 @actor_option
 def demo_data(actor: str) -> None:
     """Load the demo plans, customers and subscriptions (safe to run again)."""
+    config = current_app.config
     report = _run(
-        lambda: demo.load_demo_data(current_app.config["PLANS_CATALOG"], actor=Actor.cli(actor), now=clock.utcnow())
+        lambda: demo.load_demo_data(
+            config["PLANS_CATALOG"], actor=Actor.cli(actor), now=clock.utcnow(), grace_days=config["GRACE_PERIOD_DAYS"]
+        )
     )
     click.echo(f"plans added: {', '.join(report.plans_created) or 'none'}")
     click.echo(f"customers added: {', '.join(report.customers_created) or 'none'}")
+    click.echo(f"events added: {len(report.events_created) or 'none'}")
+
+
+@billing.command("worker")
+@click.option("--once", is_flag=True, help="Drain what is due now, then exit.")
+def worker(once: bool) -> None:
+    """Retry failed webhooks, take over stranded ones, expire grace periods (until SIGTERM)."""
+    retry_worker = RetryWorker(grace_days=current_app.config["GRACE_PERIOD_DAYS"])
+    if once:
+        report = retry_worker.drain()
+        click.echo(f"events run: {len(report.events)}; grace periods expired: {len(report.expired_grace)}")
+        return
+    retry_worker.install_signal_handlers()
+    click.echo("retry worker running; SIGTERM finishes the current batch and exits", err=True)
+    retry_worker.run_forever()
 
 
 def _load(schema: type[Schema], values: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from app.services.errors import (
     InvalidInput,
     InvalidJSON,
     InvalidParameters,
+    InvalidSignature,
     NotFound,
     PermissionDenied,
     ProviderUnavailable,
@@ -38,6 +39,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     InvalidJSON: 400,
     RuleViolation: 422,
     Conflict: 409,
+    InvalidSignature: 400,
     IdempotencyKeyReused: 422,
     IdempotencyInProgress: 409,
     ProviderUnavailable: 502,
@@ -55,6 +57,7 @@ HTTP_CODES = {
 TITLES = {
     "invalid_json": "Body is not a JSON object",
     "invalid_parameters": "Invalid query parameters",
+    "invalid_signature": "Invalid webhook signature",
     "validation_failed": "Validation failed",
     "rule_violation": "Rule violation",
     "auth_required": "Authentication required",

@@ -86,6 +86,11 @@ def _problem_statuses(path: str, operation: dict) -> list[http.HTTPStatus]:
     return statuses
 
 
+def problem_response(description: str) -> dict:
+    """`alt_response` arguments documenting an error status with the problem+json body."""
+    return {"schema": ProblemSchema, "content_type": PROBLEM_JSON, "description": description}
+
+
 class RestApi(Api):
     """Documents errors as problem+json; `app.errors` renders them for the whole app."""
 

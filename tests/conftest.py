@@ -219,3 +219,12 @@ def probe_app(test_env, migrated_database):
     app.extensions["flask-smorest"]["apis"][""]["ext_obj"].register_blueprint(probe.bp)
     csrf.exempt(probe.bp)  # as create_app exempts the real API blueprint
     return app
+
+
+@pytest.fixture
+def webhook_app(app, monkeypatch):
+    """The suite's app with WEBHOOK_SECRET set to the test secrets (see tests/webhooks.py)."""
+    from tests.webhooks import OTHER_SECRET, SECRET
+
+    monkeypatch.setitem(app.config, "WEBHOOK_SECRETS", [SECRET, OTHER_SECRET])
+    return app

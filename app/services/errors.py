@@ -64,6 +64,18 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class InvalidSignature(DomainError):
+    """A webhook whose `Stripe-Signature` is missing, malformed, stale or matches no configured secret."""
+
+    code = "invalid_signature"
+
+
+class HandlerError(DomainError):
+    """A webhook event cannot be applied yet (e.g. its customer is unknown); it is kept, retried and replayable."""
+
+    code = "handler_error"
+
+
 class IdempotencyKeyReused(DomainError):
     """An Idempotency-Key sent again with a different request."""
 

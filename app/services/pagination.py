@@ -31,12 +31,13 @@ def keyset_page(
     *,
     after: tuple[Any, ...] | None,
     limit: int,
+    skip: int = 0,
 ) -> Page[T]:
-    """One page of `stmt` in descending `order`, starting after the sort key `after`."""
+    """One page of `stmt` in descending `order`, starting after the sort key `after` (then skipping `skip` rows)."""
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     if after is not None:
         stmt = stmt.where(tuple_(*order) < tuple_(*after))
-    rows = list(session.scalars(stmt.order_by(*(column.desc() for column in order)).limit(limit + 1)))
+    rows = list(session.scalars(stmt.order_by(*(column.desc() for column in order)).offset(skip).limit(limit + 1)))
     more = len(rows) > limit
     items = rows[:limit]
     return Page(items=items, total=total, next_cursor=key(items[-1]) if more else None)

@@ -1,0 +1,386 @@
+"""Webhook handlers: one dispatch table, one small function per kind of event.
+
+A subscription or invoice event is handled in three steps, so preview, reconcile and as-of views can reuse them:
+`implied_by` reads the payload alone into a plain value (what the event says), `plan_change` compares that with
+the stored state (before, after, why, or why it is stale), and `apply_change` writes and audits the change.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models.customers import Customer
+from app.models.events import BillingEvent, EventStatus
+from app.models.plans import Plan
+from app.models.subscriptions import Subscription, SubscriptionStatus
+from app.services import audit, grace
+from app.services.actor import Actor
+from app.services.errors import HandlerError
+from app.services.plans import mark_catalog_stale
+from app.services.subscriptions import lock_subscription
+
+# Stripe's statuses beyond ours: an expired first payment ends the subscription; anything else we do not model
+# (incomplete, paused, ...) is treated as unpaid, the state that grants nothing.
+_STATUS_ALIASES = {"incomplete_expired": SubscriptionStatus.CANCELED}
+_CATALOG_PREFIXES = ("price.", "product.", "plan.")
+_LATEST_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
+
+
+class GraceAction(enum.StrEnum):
+    START = "start"
+    RESOLVE = "resolve"
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """What a handler needs besides the event: who acts, when, and the grace period length."""
+
+    actor: Actor
+    now: datetime
+    grace_days: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: EventStatus  # processed or ignored (a failure is raised as HandlerError)
+    note: str | None = None  # why it was ignored
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Implied:
+    """What one event says about a subscription, read from its payload alone."""
+
+    event_type: str
+    created: datetime  # the provider's `created` of the event
+    provider_customer_id: str | None
+    user_id: str | None  # metadata.user_id, when the payload carries it
+    provider_subscription_id: str | None
+    status: SubscriptionStatus
+    price_id: str | None  # the item's price id, or its plan id in older payloads
+    valid_until: datetime | None  # period end: on the subscription, or on its items in newer API versions
+    grace: GraceAction | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    """The fields of a subscription that provider events set."""
+
+    plan: str | None
+    status: SubscriptionStatus
+    valid_until: datetime | None
+    provider_subscription_id: str | None
+
+    @classmethod
+    def of(cls, subscription: Subscription) -> SubscriptionState:
+        return cls(
+            subscription.plan, subscription.status, subscription.valid_until, subscription.provider_subscription_id
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    """The effect of one event on one user's subscription, computed before anything is written."""
+
+    user_id: str
+    before: SubscriptionState | None
+    after: SubscriptionState
+    why: str
+    created: datetime
+    stale: str | None = None  # set when a newer event was applied already: nothing is written
+    grace: GraceAction | None = None
+    link_customer: str | None = None  # a provider customer id to link to `user_id`
+
+    @property
+    def changes_subscription(self) -> bool:
+        return self.before != self.after
+
+
+# -- reading payloads ------------------------------------------------------------------------------------------
+
+
+def implied_by(event_type: str, payload: dict[str, Any]) -> Implied | None:
+    """What a subscription or invoice event implies for its subscription; None for other types."""
+    reader = _READERS.get(event_type)
+    return reader(event_type, payload) if reader else None
+
+
+def _read_subscription(event_type: str, payload: dict[str, Any]) -> Implied:
+    sub = _object(payload)
+    items = _items(sub)
+    status = _status(_field(sub, "status"))
+    if event_type == "customer.subscription.deleted":
+        status = SubscriptionStatus.CANCELED
+    return Implied(
+        event_type=event_type,
+        created=_created(payload),
+        provider_customer_id=_customer_id(sub),
+        user_id=_field(sub, "metadata", "user_id"),
+        provider_subscription_id=_field(sub, "id"),
+        status=status,
+        price_id=_price_id(sub, items),
+        valid_until=_period_end(sub, items),
+    )
+
+
+def _read_invoice(event_type: str, payload: dict[str, Any]) -> Implied:
+    invoice = _object(payload)
+    failed = event_type == "invoice.payment_failed"
+    return Implied(
+        event_type=event_type,
+        created=_created(payload),
+        provider_customer_id=_customer_id(invoice),
+        user_id=None,
+        provider_subscription_id=None,
+        status=SubscriptionStatus.PAST_DUE if failed else SubscriptionStatus.ACTIVE,
+        price_id=None,
+        valid_until=None,
+        grace=GraceAction.START if failed else GraceAction.RESOLVE,
+    )
+
+
+_READERS: dict[str, Callable[[str, dict[str, Any]], Implied]] = {
+    "customer.subscription.created": _read_subscription,
+    "customer.subscription.updated": _read_subscription,
+    "customer.subscription.deleted": _read_subscription,
+    "invoice.paid": _read_invoice,
+    "invoice.payment_succeeded": _read_invoice,
+    "invoice.payment_failed": _read_invoice,
+}
+
+
+def _object(payload: dict[str, Any]) -> dict[str, Any]:
+    obj = (payload.get("data") or {}).get("object") if isinstance(payload.get("data"), dict) else None
+    if not isinstance(obj, dict):
+        raise HandlerError("The payload has no data.object to read.")
+    return obj
+
+
+def _field(obj: Any, *path: str | int, kind: type = str) -> Any:
+    """The value at `path`, or None when any step is missing or null; HandlerError when it has the wrong type."""
+    value = obj
+    for step in path:
+        if isinstance(step, int):
+            value = value[step] if isinstance(value, list) and len(value) > step else None
+        else:
+            value = value.get(step) if isinstance(value, dict) else None
+        if value is None:
+            return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise HandlerError(f"data.object.{'.'.join(map(str, path))} should be a {kind.__name__}.")
+    return value
+
+
+def _items(sub: dict[str, Any]) -> list[Any]:
+    items = _field(sub, "items", "data", kind=list)
+    return items or []
+
+
+def _customer_id(obj: dict[str, Any]) -> str | None:
+    customer = obj.get("customer")
+    return _field(customer, "id") if isinstance(customer, dict) else _field(obj, "customer")
+
+
+def _status(value: str | None) -> SubscriptionStatus:
+    if value in SubscriptionStatus._value2member_map_:
+        return SubscriptionStatus(value)
+    return _STATUS_ALIASES.get(value or "", SubscriptionStatus.UNPAID)
+
+
+def _price_id(sub: dict[str, Any], items: list[Any]) -> str | None:
+    return _field(items, 0, "price", "id") or _field(items, 0, "plan", "id") or _field(sub, "plan", "id")
+
+
+def _period_end(sub: dict[str, Any], items: list[Any]) -> datetime | None:
+    """`current_period_end` of the subscription, or (API 2025-03-31 and later) the latest of its items'."""
+    seconds = _field(sub, "current_period_end", kind=int)
+    if seconds is None:
+        ends = [_field(item, "current_period_end", kind=int) for item in items]
+        seconds = max((end for end in ends if end is not None), default=None)
+    return None if seconds is None else _instant(seconds, "current_period_end")
+
+
+def _created(payload: dict[str, Any]) -> datetime:
+    seconds = payload.get("created")
+    if type(seconds) is not int:
+        raise HandlerError("The event has no integer `created`.")
+    return _instant(seconds, "created")
+
+
+def _instant(seconds: int, name: str) -> datetime:
+    if not 0 <= seconds <= _LATEST_SECONDS:
+        raise HandlerError(f"{name} {seconds} is not a Unix time billops can store.")
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+# -- computing the change ---------------------------------------------------------------------------------------
+
+
+def plan_change(session: Session, event_id: str, implied: Implied) -> Change:
+    """What applying `implied` would change for its user's subscription (read under lock, nothing written)."""
+    user_id, link = _resolve_user(session, implied)
+    subscription = lock_subscription(session, user_id)
+    why = f"{implied.event_type} {event_id}"
+    if subscription is None and implied.provider_subscription_id is None:
+        raise HandlerError(
+            f"{user_id} has no subscription yet, so {implied.event_type} cannot apply to it; replay this event "
+            "once its customer.subscription.created event has been processed."
+        )
+    before = SubscriptionState.of(subscription) if subscription else None
+    last = subscription.last_event_created_at if subscription else None
+    if last is not None and implied.created < last:
+        stale = (
+            f"stale: event created {implied.created.isoformat()} is older than the last applied event created "
+            f"{last.isoformat()} for {subscription.provider_subscription_id or user_id}"
+        )
+        return Change(user_id, before, before, why, implied.created, stale=stale)
+    after = _merge(before, implied, _plan_code(session, implied.price_id))
+    return Change(user_id, before, after, why, implied.created, grace=implied.grace, link_customer=link)
+
+
+def _resolve_user(session: Session, implied: Implied) -> tuple[str, str | None]:
+    """The user the event is about, and the provider customer id to link to them if it is new."""
+    customer_id = implied.provider_customer_id
+    by_provider = _customer(session, Customer.provider_customer_id, customer_id)
+    if implied.user_id is None:
+        if by_provider is None:
+            raise HandlerError(
+                f"No customer is known for {customer_id or 'this event (no customer id)'}: billops links a provider "
+                "customer to a user through metadata.user_id on its subscription. Replay this event once a "
+                "customer.subscription.* event for it has been processed."
+            )
+        return by_provider.user_id, None
+    if by_provider is not None and by_provider.user_id != implied.user_id:
+        raise HandlerError(
+            f"{customer_id} belongs to {by_provider.user_id}, but metadata.user_id says {implied.user_id}."
+        )
+    by_user = _customer(session, Customer.user_id, implied.user_id)
+    linked = by_user.provider_customer_id if by_user else None
+    if linked is not None and customer_id is not None and linked != customer_id:
+        raise HandlerError(f"{implied.user_id} is linked to {linked}, not to {customer_id}.")
+    return implied.user_id, customer_id if linked is None else None
+
+
+def _customer(session: Session, column, value: str | None) -> Customer | None:
+    return None if value is None else session.scalar(select(Customer).where(column == value))
+
+
+def _plan_code(session: Session, price_id: str | None) -> str | None:
+    if price_id is None:
+        return None
+    code = session.scalar(select(Plan.code).where(Plan.provider_price_id == price_id))
+    if code is None:
+        raise HandlerError(
+            f"Price {price_id} is not in the plan catalog; sync the plans (POST /plans/sync), then replay this event."
+        )
+    return code
+
+
+def _merge(before: SubscriptionState | None, implied: Implied, plan: str | None) -> SubscriptionState:
+    base = before or SubscriptionState(None, implied.status, None, None)
+    updates = {
+        "plan": plan,
+        "status": implied.status,
+        "valid_until": implied.valid_until,
+        "provider_subscription_id": implied.provider_subscription_id,
+    }
+    return replace(base, **{name: value for name, value in updates.items() if value is not None})
+
+
+# -- applying it ------------------------------------------------------------------------------------------------
+
+
+def apply_change(session: Session, change: Change, ctx: HandlerContext) -> None:
+    """Write `change` and its audit rows in the caller's transaction (a stale change writes nothing)."""
+    if change.stale:
+        return
+    if change.link_customer:
+        _link_customer(session, change.user_id, change.link_customer, ctx.now)
+    subscription = lock_subscription(session, change.user_id)
+    if subscription is None:
+        subscription = Subscription(user_id=change.user_id, credits=0, created_at=ctx.now)
+        session.add(subscription)
+    if change.changes_subscription:
+        for name, value in vars(change.after).items():
+            setattr(subscription, name, value)
+        subscription.updated_at = ctx.now
+    if subscription.last_event_created_at is None or change.created > subscription.last_event_created_at:
+        subscription.last_event_created_at = change.created
+    session.flush()
+    if change.changes_subscription:
+        audit.record(
+            session,
+            ctx.actor,
+            "subscription.update",
+            change.user_id,
+            change.before,
+            change.after,
+            now=ctx.now,
+            reason=change.why,
+        )
+    _apply_grace(session, change, ctx)
+
+
+def _link_customer(session: Session, user_id: str, provider_customer_id: str, now: datetime) -> None:
+    customer = session.scalar(select(Customer).where(Customer.user_id == user_id))
+    if customer is None:
+        session.add(Customer(user_id=user_id, provider_customer_id=provider_customer_id, created_at=now))
+    else:
+        customer.provider_customer_id = provider_customer_id
+    session.flush()
+
+
+def _apply_grace(session: Session, change: Change, ctx: HandlerContext) -> None:
+    if change.grace is GraceAction.START:
+        reason = f"payment failed ({change.why})"
+        grace.start_grace(session, change.user_id, days=ctx.grace_days, reason=reason, actor=ctx.actor, now=ctx.now)
+    elif change.grace is GraceAction.RESOLVE:
+        grace.resolve_grace(
+            session, change.user_id, reason=f"payment succeeded ({change.why})", actor=ctx.actor, now=ctx.now
+        )
+
+
+# -- the handlers -----------------------------------------------------------------------------------------------
+
+
+def handle_subscription_or_invoice(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:
+    """Set the subscription from what the event implies, unless a newer event was applied already."""
+    implied = implied_by(event.type, event.payload)
+    assert implied is not None  # the dispatch table only routes readable types here
+    change = plan_change(session, event.event_id, implied)
+    apply_change(session, change, ctx)
+    if change.stale:
+        return Outcome(EventStatus.IGNORED, change.stale, change.user_id)
+    return Outcome(EventStatus.PROCESSED, None, change.user_id)
+
+
+def handle_catalog(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:
+    """A price, product or plan changed at the provider: the catalog needs a sync."""
+    mark_catalog_stale(session, f"{event.type} {event.event_id}", now=ctx.now)
+    return Outcome(EventStatus.PROCESSED)
+
+
+Handler = Callable[[Session, BillingEvent, HandlerContext], Outcome]
+HANDLERS: dict[str, Handler] = dict.fromkeys(_READERS, handle_subscription_or_invoice)
+
+
+def handler_for(event_type: str) -> Handler | None:
+    """The handler for `event_type`, or None when billops ignores that type."""
+    if event_type.startswith(_CATALOG_PREFIXES):
+        return handle_catalog
+    return HANDLERS.get(event_type)
+
+
+def handle(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:
+    """Run the event's handler in the caller's transaction; HandlerError when it cannot be applied yet."""
+    handler = handler_for(event.type)
+    if handler is None:
+        return Outcome(EventStatus.IGNORED, f"ignored: billops does not handle {event.type} events", event.user_id)
+    return handler(session, event, ctx)

@@ -1,0 +1,390 @@
+"""The webhook pipeline: verify the signature, store, commit, process; retry with backoff; replay.
+
+Every run of a handler holds the event's row lock for its whole transaction (FOR UPDATE, SKIP LOCKED for the
+receiver and the workers), so no event is ever processed twice at once. The handler runs in a savepoint: when it
+fails, its changes roll back but the attempt, the error and the next retry are still committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.models.events import AttemptTrigger, BillingEvent, EventAttempt, EventStatus
+from app.services import audit, handlers
+from app.services.actor import Actor, Channel
+from app.services.errors import DomainError, InvalidInput, InvalidJSON, InvalidSignature, NotFound
+from app.services.events import EventFilter, filtered
+from app.services.handlers import HandlerContext, Outcome
+from app.services.inputs import loads_json
+from app.services.permissions import Permission, require
+from app.services.uow import unit_of_work
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_TOLERANCE = timedelta(seconds=300)  # both ways, as Stripe's libraries allow (they check the past only)
+# A stored event still `received` this long after it arrived lost its process before it was handled.
+STRANDED_AFTER = timedelta(minutes=1)
+# Wait after the 1st, 2nd, ... failed attempt. Ten attempts over about 2.9 days; the tenth failure is `dead`.
+RETRY_DELAYS = tuple(
+    timedelta(minutes=minutes) for minutes in (1, 5, 15, 60, 3 * 60, 6 * 60, 12 * 60, 24 * 60, 24 * 60)
+)
+MAX_REPLAY_IDS = 1000
+MAX_REPLAY_LIMIT = 10_000
+DEFAULT_REPLAY_LIMIT = 100
+_CLAIMABLE = (EventStatus.RECEIVED, EventStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The receiver's answer: the event is stored (now or before, for a duplicate)."""
+
+    event_id: str
+    status: EventStatus
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class EventResult:
+    event_id: str
+    status: EventStatus
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    dry_run: bool
+    replayed: int
+    results: list[EventResult]
+
+
+# -- verifying and reading a delivery ---------------------------------------------------------------------------
+
+
+def verify_signature(payload: bytes, header: str | None, secrets: Sequence[str], *, now: datetime) -> None:
+    """Check `Stripe-Signature` (`t=...,v1=...`) as Stripe signs it; InvalidSignature says what is wrong."""
+    if not secrets:
+        raise InvalidSignature("No WEBHOOK_SECRET is configured, so no webhook can be verified; set it and resend.")
+    timestamp, signatures = _parse_signature_header(header)
+    age = now - datetime.fromtimestamp(timestamp, UTC)
+    if abs(age) > SIGNATURE_TOLERANCE:
+        raise InvalidSignature(
+            f"The signature timestamp is {abs(age.total_seconds()):.0f} s "
+            f"{'old' if age > timedelta(0) else 'ahead'}; at most {SIGNATURE_TOLERANCE.seconds} s are accepted."
+        )
+    expected = [_signature(payload, secret, timestamp) for secret in secrets]
+    # Every pair is compared, in constant time, so the timing says nothing about which secret or signature matched.
+    matches = [hmac.compare_digest(want, got) for want in expected for got in signatures]
+    if not any(matches):
+        raise InvalidSignature("No v1 signature matches the body with any configured secret.")
+
+
+def signature_header(payload: bytes, secret: str, *, timestamp: int) -> str:
+    """The `Stripe-Signature` header a sender holding `secret` puts on `payload` at `timestamp`."""
+    return f"t={timestamp},v1={_signature(payload, secret, timestamp)}"
+
+
+def _signature(payload: bytes, secret: str, timestamp: int) -> str:
+    """Stripe's v1 scheme: hex HMAC-SHA256 of `<timestamp>.<raw body>`, keyed with the whole `whsec_...` secret."""
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+
+
+def _parse_signature_header(header: str | None) -> tuple[int, list[str]]:
+    if not header:
+        raise InvalidSignature("The Stripe-Signature header is missing.")
+    timestamp, signatures = None, []
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            raise InvalidSignature("The Stripe-Signature header is malformed: expected t=...,v1=...")
+        if key == "t" and value.isascii() and value.isdigit() and len(value) <= 12:
+            timestamp = int(value)
+        elif key == "v1":
+            signatures.append(value.encode("ascii", "replace").decode())
+    if timestamp is None or not signatures:
+        raise InvalidSignature("The Stripe-Signature header needs a numeric t=... and at least one v1=...")
+    return timestamp, signatures
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object the database can store (the input rule of `app.services.inputs`), or InvalidJSON."""
+    try:
+        document = loads_json(raw)
+    except ValueError as exc:  # UnsafeValue names the field; any other says why the document is unreadable
+        raise InvalidJSON(f"The body is not a JSON object billops can store: {str(exc)[:200]}.") from None
+    if not isinstance(document, dict):
+        raise InvalidJSON("The body must be a JSON object.")
+    return document
+
+
+def _event_fields(document: dict[str, Any]) -> tuple[str, str, datetime]:
+    """The event's id, type and provider time, or InvalidJSON."""
+    event_id, event_type, created = document.get("id"), document.get("type"), document.get("created")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= 255:
+        raise InvalidJSON('The event needs an "id" string (at most 255 characters).')
+    if not isinstance(event_type, str) or not 0 < len(event_type) <= 100:
+        raise InvalidJSON('The event needs a "type" string (at most 100 characters).')
+    if type(created) is not int or not 0 <= created <= 253402300799:
+        raise InvalidJSON('The event needs "created", a Unix time in seconds.')
+    return event_id, event_type, datetime.fromtimestamp(created, UTC)
+
+
+# -- receiving --------------------------------------------------------------------------------------------------
+
+
+def receive(raw: bytes, signature: str | None, *, secrets: Sequence[str], grace_days: int, now: datetime) -> Receipt:
+    """Verify, store and commit a delivery, then process it; a duplicate is stored once and not processed again.
+
+    Once the row is committed this never raises: a handler failure is kept on the event for the worker to retry.
+    """
+    verify_signature(raw, signature, secrets, now=now)
+    document = parse_json_object(raw)
+    event_id, event_type, created_at = _event_fields(document)
+    with unit_of_work() as session:
+        pk = _insert(session, document, event_id, event_type, created_at, now)
+    if pk is None:
+        return Receipt(event_id, _status_of(event_id), duplicate=True)
+    try:
+        result = process_received(pk, grace_days=grace_days, now=now)
+    except Exception:  # the event is safe in the database; the worker claims it after STRANDED_AFTER
+        log.exception("processing webhook event %s failed; the retry worker will take it over", event_id)
+        result = None
+    return Receipt(event_id, result.status if result else _status_of(event_id), duplicate=False)
+
+
+def _insert(
+    session: Session, document: dict[str, Any], event_id: str, event_type: str, created_at: datetime, now: datetime
+) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING: the new row's id, or None when the event id is stored already."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = (
+        insert(BillingEvent)
+        .values(
+            event_id=event_id,
+            type=event_type,
+            user_id=_metadata_user_id(document),
+            payload=document,
+            status=EventStatus.RECEIVED,
+            attempts=0,
+            created_at=created_at,
+            received_at=now,
+            updated_at=now,
+            next_retry_at=now + STRANDED_AFTER,  # when the worker takes it over if this process dies first
+        )
+        .on_conflict_do_nothing(index_elements=[BillingEvent.event_id])
+        .returning(BillingEvent.id)
+    )
+    return session.scalar(stmt)
+
+
+def _metadata_user_id(document: dict[str, Any]) -> str | None:
+    """`data.object.metadata.user_id` when the payload names the user (the handler fills it in otherwise)."""
+    data = document.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
+    return user_id if isinstance(user_id, str) and 0 < len(user_id) <= 64 else None
+
+
+def _status_of(event_id: str) -> EventStatus:
+    with unit_of_work() as session:
+        return session.scalar(select(BillingEvent.status).where(BillingEvent.event_id == event_id))
+
+
+def process_received(pk: int, *, grace_days: int, now: datetime) -> EventResult | None:
+    """Process a just-stored event (trigger `receive`); None if a worker holds it already."""
+    with unit_of_work() as session:
+        event = _claim(session, BillingEvent.id == pk, BillingEvent.status == EventStatus.RECEIVED)
+        if event is None:
+            return None
+        actor = Actor.webhook(event.event_id, Channel.API)
+        return _run(session, event, AttemptTrigger.RECEIVE, actor, grace_days=grace_days, now=now)
+
+
+# -- retrying ---------------------------------------------------------------------------------------------------
+
+
+def retry_delay(attempts: int) -> timedelta | None:
+    """How long to wait after `attempts` failed attempts; None once the schedule is spent (the event is dead)."""
+    return RETRY_DELAYS[attempts - 1] if 0 < attempts <= len(RETRY_DELAYS) else None
+
+
+def process_next_due(*, grace_days: int, now: datetime) -> EventResult | None:
+    """Claim one due event (a failed one whose retry time came, or a stranded `received` one) and run it."""
+    with unit_of_work() as session:
+        event = _claim(session, BillingEvent.status.in_(_CLAIMABLE), BillingEvent.next_retry_at <= now)
+        if event is None:
+            return None
+        actor = Actor.webhook(event.event_id, Channel.WORKER)
+        return _run(session, event, AttemptTrigger.RETRY, actor, grace_days=grace_days, now=now)
+
+
+def drain_due(*, grace_days: int, now: datetime, limit: int | None = None) -> list[EventResult]:
+    """Process due events one transaction each until none is due at `now` (or `limit` were run)."""
+    results: list[EventResult] = []
+    while limit is None or len(results) < limit:
+        result = process_next_due(grace_days=grace_days, now=now)
+        if result is None:
+            break
+        results.append(result)
+    return results
+
+
+def _claim(session: Session, *conditions: Any, skip_locked: bool = True) -> BillingEvent | None:
+    """Lock the first matching event for this transaction; rows another transaction holds are skipped."""
+    if session.get_bind().dialect.name == "sqlite":
+        # No row locks on SQLite: take the database's write lock first, so claims queue up one at a time.
+        session.execute(text("UPDATE billing_events SET id = id WHERE 0 = 1"))
+    stmt = (
+        select(BillingEvent)
+        .where(*conditions)
+        .order_by(BillingEvent.next_retry_at, BillingEvent.id)
+        .limit(1)
+        .with_for_update(skip_locked=skip_locked)
+        .execution_options(populate_existing=True)
+    )
+    return session.scalar(stmt)
+
+
+# -- running a handler ------------------------------------------------------------------------------------------
+
+
+def _run(
+    session: Session, event: BillingEvent, trigger: AttemptTrigger, actor: Actor, *, grace_days: int, now: datetime
+) -> EventResult:
+    """Run the handler once on the locked `event` and record the attempt, in the caller's transaction."""
+    started = time.monotonic()
+    if trigger is AttemptTrigger.REPLAY and event.status is EventStatus.PROCESSED:
+        outcome = Outcome(
+            EventStatus.PROCESSED,
+            f"already processed at {event.processed_at.isoformat() if event.processed_at else 'an earlier attempt'}; "
+            "a replay applies nothing twice",
+            event.user_id,
+        )
+    else:
+        outcome = _handle(session, event, HandlerContext(actor, now, grace_days))
+    _record(session, event, trigger, outcome, now, duration_ms=round((time.monotonic() - started) * 1000))
+    return EventResult(event.event_id, event.status, event.last_error)
+
+
+def _handle(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:
+    """The handler's outcome; a failure rolls back its savepoint and comes back as a `failed` outcome."""
+    try:
+        with session.begin_nested():
+            outcome = handlers.handle(session, event, ctx)
+            session.flush()
+        return outcome
+    except DomainError as exc:
+        return Outcome(EventStatus.FAILED, exc.detail[:1000])
+    except Exception as exc:  # a bug or a payload shape nobody foresaw: keep the event, say what happened
+        log.exception("handler for %s %s raised", event.type, event.event_id)
+        first_line = (str(exc).splitlines() or [""])[0]
+        return Outcome(EventStatus.FAILED, f"{type(exc).__name__}: {first_line}"[:1000])
+
+
+def _record(
+    session: Session, event: BillingEvent, trigger: AttemptTrigger, outcome: Outcome, now: datetime, *, duration_ms: int
+) -> None:
+    event.attempts += 1
+    event.user_id = outcome.user_id or event.user_id
+    if outcome.status is EventStatus.FAILED:
+        delay = retry_delay(event.attempts)
+        event.status = EventStatus.FAILED if delay else EventStatus.DEAD
+        event.next_retry_at = now + delay if delay else None
+        event.last_error = outcome.note
+    else:
+        event.status, event.next_retry_at, event.last_error = outcome.status, None, None
+        event.processed_at = event.processed_at or now
+    event.updated_at = now
+    session.add(
+        EventAttempt(
+            event_pk=event.id,
+            at=now,
+            trigger=trigger,
+            outcome=event.status,
+            error=outcome.note,
+            duration_ms=duration_ms,
+        )
+    )
+    session.flush()
+
+
+# -- replaying --------------------------------------------------------------------------------------------------
+
+
+def replay_events(
+    *,
+    event_id: str | None = None,
+    event_ids: Sequence[str] | None = None,
+    limit: int | None = None,
+    dry_run: bool = False,
+    actor: Actor,
+    grace_days: int,
+    now: datetime,
+    **filters: Any,
+) -> ReplayReport:
+    """Re-run the handlers of the chosen events on their stored payloads (one id, a list, or a filter).
+
+    `filters` are EventFilter's fields. A processed event is never applied twice. Each replayed event gains a
+    `replay` attempt and a `webhook.replay` audit row by `actor`, in the same transaction.
+    """
+    require(actor, Permission.REPLAY_EVENTS)
+    chosen = _replay_selection(event_id, event_ids, EventFilter(**filters), limit)
+    if dry_run:
+        return ReplayReport(True, 0, [EventResult(e.event_id, e.status, e.last_error) for e in chosen])
+    results = [_replay_one(event.id, actor, grace_days=grace_days, now=now) for event in chosen]
+    return ReplayReport(False, len(results), results)
+
+
+def _replay_selection(
+    event_id: str | None, event_ids: Sequence[str] | None, filters: EventFilter, limit: int | None
+) -> list[BillingEvent]:
+    modes = [name for name, used in (("event_id", event_id), ("event_ids", event_ids)) if used is not None]
+    if not filters.empty:
+        modes.append("filter")
+    if len(modes) != 1:
+        raise InvalidInput(
+            "event_id",
+            "give exactly one of event_id, event_ids, or a filter (status, type, user_id, since, until)"
+            + (f"; got {' and '.join(modes)}" if modes else ""),
+        )
+    if modes[0] == "filter":
+        limit = DEFAULT_REPLAY_LIMIT if limit is None else limit
+        if not 1 <= limit <= MAX_REPLAY_LIMIT:
+            raise InvalidInput("limit", f"must be between 1 and {MAX_REPLAY_LIMIT}")
+        # Oldest first, so that where two events touch one subscription the newer one ends up applied.
+        stmt = filtered(filters).order_by(BillingEvent.created_at, BillingEvent.id).limit(limit)
+        with unit_of_work() as session:
+            return list(session.scalars(stmt))
+    if limit is not None:
+        raise InvalidInput("limit", "applies to a filter only")
+    wanted = [event_id] if event_id is not None else list(dict.fromkeys(event_ids or ()))
+    if not 1 <= len(wanted) <= MAX_REPLAY_IDS:
+        raise InvalidInput("event_ids", f"list between 1 and {MAX_REPLAY_IDS} event ids")
+    with unit_of_work() as session:
+        found = {e.event_id: e for e in session.scalars(select(BillingEvent).where(BillingEvent.event_id.in_(wanted)))}
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        raise NotFound(f"No event has the id {', '.join(map(repr, missing[:10]))}; nothing was replayed.")
+    return [found[name] for name in wanted]
+
+
+def _replay_one(pk: int, admin: Actor, *, grace_days: int, now: datetime) -> EventResult:
+    with unit_of_work() as session:
+        event = _claim(session, BillingEvent.id == pk, skip_locked=False)  # wait for a worker holding it
+        before = {"event_id": event.event_id, "status": event.status, "attempts": event.attempts}
+        actor = Actor.webhook(event.event_id, admin.channel)
+        result = _run(session, event, AttemptTrigger.REPLAY, actor, grace_days=grace_days, now=now)
+        after = {"event_id": event.event_id, "status": event.status, "error": event.last_error}
+        audit.record(session, admin, "webhook.replay", event.user_id, before, after, now=now)
+    return result

@@ -1,0 +1,263 @@
+"""The receiver, handlers, retries and replay, through the public endpoint and the admin API."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from app.models import AuditEntry, BillingEvent, EventAttempt, GracePeriod, GraceStatus, Subscription
+from app.services import webhooks
+from app.services.plans import catalog_status
+from tests.factories import CustomerFactory, PlanFactory, SubscriptionFactory
+from tests.webhooks import OTHER_SECRET, deliver, event, fixture, invoice, sign, subscription
+
+PRICE = "price_1PgafmB7WZ01zgkW6dKueIc5"  # the fixtures' price
+EVENTS = "/v1/admin/billing/events"
+REPLAY = "/v1/admin/billing/webhook/replay"
+
+
+@pytest.fixture
+def client(webhook_app, tx):
+    return webhook_app.test_client()
+
+
+@pytest.fixture
+def starter(tx):
+    return PlanFactory(code="starter-test", provider_price_id=PRICE)
+
+
+def rows(tx, model, *where):
+    return tx.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def stored(tx, event_id):
+    return tx.scalar(
+        select(BillingEvent).where(BillingEvent.event_id == event_id).execution_options(populate_existing=True)
+    )
+
+
+def paying_customer(user_id, provider_customer_id, **subscription):
+    CustomerFactory(user_id=user_id, provider_customer_id=provider_customer_id)
+    return SubscriptionFactory(user_id=user_id, **subscription)
+
+
+def sub_event(frozen_clock, event_id, *, user_id="user-new", status="active", created=None, event_type=None, **kw):
+    obj = subscription(
+        sub_id=kw.get("sub_id", "sub_new0001"),
+        customer=kw.get("customer", "cus_new0001"),
+        user_id=user_id,
+        status=status,
+        price=kw.get("price", PRICE),
+        period_end=frozen_clock.now + timedelta(days=30),
+    )
+    created = created or frozen_clock.now - timedelta(minutes=1)
+    return event(event_type or "customer.subscription.updated", obj, event_id=event_id, created=created)
+
+
+def test_a_subscription_event_of_a_newer_api_version_sets_plan_status_and_period(client, tx, starter, frozen_clock):
+    resp = deliver(
+        client, sub_event(frozen_clock, "evt_sub1", event_type="customer.subscription.created"), now=frozen_clock.now
+    )
+    assert resp.status_code == 200
+    assert resp.get_json() == {"event_id": "evt_sub1", "status": "processed", "duplicate": False}
+    sub = tx.scalar(select(Subscription).where(Subscription.user_id == "user-new"))
+    assert (sub.plan, sub.status, sub.provider_subscription_id) == ("starter-test", "active", "sub_new0001")
+    assert sub.valid_until == (frozen_clock.now + timedelta(days=30)).replace(microsecond=0)
+    [entry] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "subscription.update")).all()
+    assert entry.actor == "webhook:evt_sub1" and entry.context["channel"] == "api"
+    assert entry.before is None and entry.after["status"] == "active"
+    event_row = stored(tx, "evt_sub1")
+    assert (event_row.user_id, event_row.attempts, event_row.next_retry_at) == ("user-new", 1, None)
+
+
+def test_an_older_api_version_with_the_period_on_the_subscription_and_a_plan_id(client, tx, starter, frozen_clock):
+    document = sub_event(frozen_clock, "evt_old_api")
+    obj = document["data"]["object"]
+    item = obj["items"]["data"][0]
+    del item["price"], item["current_period_end"]
+    item["plan"]["id"] = PRICE
+    obj["current_period_end"] = int((frozen_clock.now + timedelta(days=3)).timestamp())
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "processed"
+    sub = tx.scalar(select(Subscription).where(Subscription.user_id == "user-new"))
+    assert sub.plan == "starter-test"
+    assert sub.valid_until == (frozen_clock.now + timedelta(days=3)).replace(microsecond=0)
+
+
+def test_a_duplicate_delivery_is_stored_and_processed_once(client, tx, starter, frozen_clock):
+    document = sub_event(frozen_clock, "evt_dup")
+    deliver(client, document, now=frozen_clock.now)
+    resp = deliver(client, document, now=frozen_clock.now)
+    assert resp.status_code == 200 and resp.get_json()["duplicate"] is True
+    assert rows(tx, BillingEvent) == 1 and rows(tx, EventAttempt) == 1
+    assert rows(tx, AuditEntry, AuditEntry.action == "subscription.update") == 1
+
+
+def test_invoice_before_subscription_fails_then_succeeds_on_replay(client, api, tx, starter, frozen_clock):
+    created = frozen_clock.now - timedelta(minutes=1)
+    paid = event("invoice.paid", invoice(customer="cus_new0001"), event_id="evt_inv", created=created)
+    resp = deliver(client, paid, now=frozen_clock.now)
+    assert resp.status_code == 200 and resp.get_json()["status"] == "failed"
+    failed = stored(tx, "evt_inv")
+    assert "No customer is known for cus_new0001" in failed.last_error
+    assert failed.next_retry_at == frozen_clock.now + timedelta(minutes=1)
+
+    deliver(
+        client,
+        sub_event(frozen_clock, "evt_sub", status="past_due", created=created - timedelta(seconds=5)),
+        now=frozen_clock.now,
+    )
+    resp = api("admin").post(REPLAY, json={"event_id": "evt_inv"})
+    assert resp.status_code == 200
+    assert resp.get_json() == {
+        "dry_run": False,
+        "replayed": 1,
+        "results": [{"event_id": "evt_inv", "status": "processed", "error": None}],
+    }
+    assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-new")) == "active"
+    replayed = stored(tx, "evt_inv")
+    assert [a.trigger for a in replayed.attempt_history] == ["receive", "replay"]
+    [audit_row] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "webhook.replay")).all()
+    assert audit_row.after == {"event_id": "evt_inv", "status": "processed", "error": None}
+    assert audit_row.before["status"] == "failed" and audit_row.user_id == "user-new"
+
+
+def test_replaying_a_processed_event_changes_no_balance_and_no_status(client, api, tx, frozen_clock):
+    paying_customer("user-pay", "cus_pay", credits=700)
+    failed = event("invoice.payment_failed", invoice(customer="cus_pay"), event_id="evt_fail", created=frozen_clock.now)
+    assert deliver(client, failed, now=frozen_clock.now).get_json()["status"] == "processed"
+    paid = event(
+        "invoice.paid",
+        invoice(customer="cus_pay"),
+        event_id="evt_paid",
+        created=frozen_clock.now + timedelta(seconds=1),
+    )
+    frozen_clock.advance(seconds=5)
+    assert deliver(client, paid, now=frozen_clock.now).get_json()["status"] == "processed"
+    before = tx.scalar(select(Subscription).execution_options(populate_existing=True))
+    state = (before.status, before.credits, before.valid_until, before.version)
+    audits = rows(tx, AuditEntry, AuditEntry.action.in_(["subscription.update", "grace.start", "grace.resolve"]))
+
+    resp = api("admin").post(REPLAY, json={"event_ids": ["evt_fail", "evt_paid"]})
+    assert [r["status"] for r in resp.get_json()["results"]] == ["processed", "processed"]
+    after = tx.scalar(select(Subscription).execution_options(populate_existing=True))
+    assert (
+        (after.status, after.credits, after.valid_until, after.version) == state == ("active", 700, state[2], state[3])
+    )
+    assert rows(tx, GracePeriod, GracePeriod.status == GraceStatus.ACTIVE) == 0
+    assert (
+        rows(tx, AuditEntry, AuditEntry.action.in_(["subscription.update", "grace.start", "grace.resolve"])) == audits
+    )
+    assert "applies nothing twice" in stored(tx, "evt_fail").attempt_history[-1].error
+
+
+def test_a_failed_payment_starts_grace_and_a_paid_invoice_resolves_it(client, tx, app, frozen_clock):
+    paying_customer("user-g", "cus_g")
+    failed = event("invoice.payment_failed", invoice(customer="cus_g"), event_id="evt_f", created=frozen_clock.now)
+    deliver(client, failed, now=frozen_clock.now)
+    grace = tx.scalar(select(GracePeriod).where(GracePeriod.user_id == "user-g"))
+    assert grace.status == "active" and grace.ends_at == frozen_clock.now + timedelta(
+        days=app.config["GRACE_PERIOD_DAYS"]
+    )
+    assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-g")) == "past_due"
+    paid = event(
+        "invoice.payment_succeeded",
+        invoice(customer="cus_g"),
+        event_id="evt_p",
+        created=frozen_clock.now + timedelta(seconds=2),
+    )
+    deliver(client, paid, now=frozen_clock.now)
+    tx.refresh(grace)
+    assert grace.status == "resolved"
+    actions = list(tx.scalars(select(AuditEntry.action).where(AuditEntry.user_id == "user-g").order_by(AuditEntry.id)))
+    assert actions[-4:] == ["subscription.update", "grace.start", "subscription.update", "grace.resolve"]
+
+
+def test_an_older_event_never_overwrites_a_newer_one(client, tx, starter, frozen_clock):
+    newer = sub_event(frozen_clock, "evt_new", status="canceled", created=frozen_clock.now - timedelta(seconds=10))
+    older = sub_event(frozen_clock, "evt_old", status="active", created=frozen_clock.now - timedelta(seconds=20))
+    deliver(client, newer, now=frozen_clock.now)
+    resp = deliver(client, older, now=frozen_clock.now)
+    assert resp.get_json()["status"] == "ignored"
+    assert tx.scalar(select(Subscription.status)) == "canceled"
+    [attempt] = stored(tx, "evt_old").attempt_history
+    assert attempt.outcome == "ignored"
+    assert (
+        attempt.error.startswith("stale: event created ")
+        and "is older than the last applied event created" in attempt.error
+    )
+    assert "sub_new0001" in attempt.error
+
+
+def test_catalog_events_mark_the_catalog_stale_and_other_types_are_ignored(client, tx, frozen_clock):
+    plan_event = fixture("event")
+    plan_event["created"] = int(frozen_clock.now.timestamp())
+    assert deliver(client, plan_event, now=frozen_clock.now).get_json()["status"] == "processed"
+    assert catalog_status(tx).stale and plan_event["id"] in catalog_status(tx).stale_reason
+    other = event("customer.updated", fixture("customer"), event_id="evt_cust", created=frozen_clock.now)
+    assert deliver(client, other, now=frozen_clock.now).get_json()["status"] == "ignored"
+    assert "does not handle customer.updated" in stored(tx, "evt_cust").attempt_history[0].error
+
+
+def test_a_second_secret_is_accepted(client, tx, frozen_clock):
+    other = event("customer.updated", fixture("customer"), event_id="evt_rot", created=frozen_clock.now)
+    assert deliver(client, other, now=frozen_clock.now, secret=OTHER_SECRET).status_code == 200
+
+
+BAD_BODIES = {
+    "not-json": b"{not json",
+    "not-utf8": b'{"id": "evt_x", "type": "a\xff"}',
+    "array": b"[1, 2]",
+    "no-id": b'{"type": "invoice.paid", "created": 1}',
+    "no-type": b'{"id": "evt_x", "created": 1}',
+    "no-created": b'{"id": "evt_x", "type": "invoice.paid"}',
+    "nul": b'{"id": "evt_x", "type": "invoice.paid", "created": 1, "data": {"object": {"name": "a\\u0000b"}}}',
+    "nul-key": b'{"id": "evt_x", "type": "invoice.paid", "created": 1, "\\u0000": 1}',
+    "surrogate": b'{"id": "evt_x", "type": "invoice.paid", "created": 1, "x": "\\ud800"}',
+    "nan": b'{"id": "evt_x", "type": "invoice.paid", "created": 1, "x": NaN}',
+    "huge-float": b'{"id": "evt_x", "type": "invoice.paid", "created": 1, "x": 1e400}',
+    "huge-int": b'{"id": "evt_x", "type": "invoice.paid", "created": 1, "x": ' + b"9" * 5000 + b"}",
+    "deep": b'{"id": "evt_x", "type": "invoice.paid", "created": 1, "x": ' + b"[" * 100 + b"]" * 100 + b"}",
+    "very-deep": b'{"id": "evt_x", "type": "invoice.paid", "created": 1, "x": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+}
+
+
+@pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+def test_a_body_the_database_cannot_store_is_refused_and_nothing_is_stored(client, tx, frozen_clock, body):
+    resp = deliver(client, {}, now=frozen_clock.now, body=body)
+    assert resp.status_code == 400
+    assert resp.mimetype == "application/problem+json" and resp.get_json()["code"] == "invalid_json"
+    assert rows(tx, BillingEvent) == 0
+
+
+def test_a_body_over_one_mib_is_refused(client, tx, frozen_clock):
+    body = json.dumps({"id": "evt_big", "type": "x", "created": 1, "pad": "a" * (1024 * 1024)}).encode()
+    resp = deliver(client, {}, now=frozen_clock.now, body=body)
+    assert resp.status_code == 413 and resp.get_json()["code"] == "payload_too_large"
+    assert rows(tx, BillingEvent) == 0
+
+
+@pytest.mark.parametrize("header", [None, "garbage", "t=1,v1=00"])
+def test_a_bad_signature_is_a_400_and_nothing_is_stored(client, tx, frozen_clock, header):
+    headers = {"Stripe-Signature": header} if header else {}
+    resp = client.post("/v1/billing/webhooks", data=b'{"id": "evt_1", "type": "x", "created": 1}', headers=headers)
+    assert resp.status_code == 400 and resp.get_json()["code"] == "invalid_signature"
+    assert rows(tx, BillingEvent) == 0
+
+
+def test_without_a_configured_secret_every_webhook_is_refused(app, tx, frozen_clock):
+    body = b'{"id": "evt_1", "type": "x", "created": 1}'
+    headers = {"Stripe-Signature": sign(body, timestamp=int(frozen_clock.now.timestamp()))}
+    resp = app.test_client().post("/v1/billing/webhooks", data=body, headers=headers)
+    assert resp.status_code == 400 and "No WEBHOOK_SECRET" in resp.get_json()["detail"]
+
+
+def test_the_receiver_answers_200_even_when_processing_breaks(client, tx, frozen_clock, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(webhooks, "process_received", broken)
+    other = event("customer.updated", fixture("customer"), event_id="evt_b", created=frozen_clock.now)
+    resp = deliver(client, other, now=frozen_clock.now)
+    assert resp.status_code == 200 and resp.get_json()["status"] == "received"
+    assert stored(tx, "evt_b").next_retry_at == frozen_clock.now + webhooks.STRANDED_AFTER

@@ -1,0 +1,59 @@
+"""The retry schedule, the worker's claims and its grace expiry, on the suite's rolled-back transaction."""
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from app.models import AuditEntry, BillingEvent, GracePeriod
+from app.retry_worker import RetryWorker
+from app.services import webhooks
+from tests.factories import GracePeriodFactory
+from tests.webhooks import SECRET, event, invoice, sign
+
+
+def receive_unknown_customer_invoice(now):
+    document = event("invoice.paid", invoice(customer="cus_nobody"), event_id="evt_retry", created=now)
+    raw = json.dumps(document).encode()
+    return webhooks.receive(raw, sign(raw, timestamp=int(now.timestamp())), secrets=[SECRET], grace_days=7, now=now)
+
+
+def test_a_failing_event_is_retried_on_the_schedule_then_dead(tx, frozen_clock):
+    start = frozen_clock.now
+    assert receive_unknown_customer_invoice(start).status == "failed"
+    row = tx.scalar(select(BillingEvent))
+    waits = []
+    while row.status == "failed":
+        assert webhooks.drain_due(grace_days=7, now=row.next_retry_at - timedelta(seconds=1)) == []  # not due yet
+        waits.append(row.next_retry_at - frozen_clock.now)
+        frozen_clock.now = row.next_retry_at
+        assert len(webhooks.drain_due(grace_days=7, now=frozen_clock.now)) == 1
+        tx.refresh(row)
+    assert waits == list(webhooks.RETRY_DELAYS)
+    assert (row.status, row.attempts, row.next_retry_at) == ("dead", len(webhooks.RETRY_DELAYS) + 1, None)
+    assert timedelta(days=2.5) < frozen_clock.now - start < timedelta(days=3.5)
+    assert "No customer is known for cus_nobody" in row.last_error
+    assert [a.trigger for a in row.attempt_history] == ["receive"] + ["retry"] * len(webhooks.RETRY_DELAYS)
+    assert row.attempt_history[-1].outcome == "dead"
+    assert webhooks.drain_due(grace_days=7, now=frozen_clock.now + timedelta(days=30)) == []
+
+
+def test_the_worker_expires_grace_periods_whose_end_passed(tx, frozen_clock):
+    GracePeriodFactory(user_id="user-late", ends_at=frozen_clock.now - timedelta(seconds=1))
+    GracePeriodFactory(user_id="user-fine", ends_at=frozen_clock.now + timedelta(days=1))
+    report = RetryWorker(grace_days=7).drain()
+    assert report.expired_grace == ["user-late"]
+    statuses = dict(tx.execute(select(GracePeriod.user_id, GracePeriod.status)).all())
+    assert statuses == {"user-late": "expired", "user-fine": "active"}
+    [entry] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "grace.expire")).all()
+    assert (entry.actor, entry.user_id, entry.context["channel"]) == ("worker", "user-late", "worker")
+    assert entry.before["status"] == "active" and entry.after["status"] == "expired"
+
+
+def test_the_worker_cli_drains_once(runner, tx, frozen_clock):
+    receive_unknown_customer_invoice(frozen_clock.now)
+    frozen_clock.advance(minutes=2)
+    result = runner.invoke(args=["billing", "worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "events run: 1" in result.output
+    assert tx.scalar(select(BillingEvent.attempts)) == 2

@@ -1,0 +1,182 @@
+"""Real concurrency and real crashes, in a database of the test's own (see `own_database`).
+
+Threads and processes commit for real here, outside the suite's rolled-back transaction.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import flask_migrate
+import pytest
+from sqlalchemy import func, select
+
+from app import create_app
+from app.config import PROJECT_ROOT, TestConfig
+from app.extensions import db
+from app.models import (
+    AuditEntry,
+    BillingEvent,
+    Customer,
+    EventAttempt,
+    EventStatus,
+    GracePeriod,
+    Subscription,
+    SubscriptionStatus,
+)
+from app.services import webhooks
+from tests.webhooks import SECRET, event, fixture, invoice, sign
+
+
+@pytest.fixture
+def own_app(test_env, own_database):
+    app = create_app(TestConfig({**test_env, "TEST_DATABASE_URL": own_database}, WEBHOOK_SECRETS=[SECRET]))
+    with app.app_context():
+        flask_migrate.upgrade()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def in_threads(app, count, work):
+    """Run work(n) in `count` threads at once, each with its own app context and connection; the errors."""
+    start, failures = threading.Barrier(count), []
+
+    def run(n):
+        with app.app_context():
+            try:
+                start.wait()
+                work(n)
+            except Exception as exc:  # an assertion inside a thread would be lost: report it
+                failures.append(repr(exc))
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return failures
+
+
+def count(model, *where):
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_twenty_concurrent_duplicates_store_one_row_with_one_effect(own_app):
+    with own_app.app_context():
+        db.session.add(Customer(user_id="user-dup", provider_customer_id="cus_dup"))
+        db.session.add(Subscription(user_id="user-dup", plan="pro", status=SubscriptionStatus.ACTIVE, credits=5))
+        db.session.commit()
+    now = datetime.now(UTC)
+    document = event("invoice.payment_failed", invoice(customer="cus_dup"), event_id="evt_dup20", created=now)
+    raw = json.dumps(document).encode()
+    header = sign(raw, timestamp=int(now.timestamp()))
+    statuses = []
+
+    def post(_n):
+        resp = own_app.test_client().post("/v1/billing/webhooks", data=raw, headers={"Stripe-Signature": header})
+        statuses.append((resp.status_code, resp.get_json()["duplicate"]))
+
+    assert in_threads(own_app, 20, post) == []
+    assert sorted(statuses) == [(200, False)] + [(200, True)] * 19
+    with own_app.app_context():
+        assert count(BillingEvent) == 1 and count(EventAttempt) == 1
+        assert db.session.scalar(select(BillingEvent.status)) == "processed"
+        assert count(GracePeriod) == 1
+        assert count(AuditEntry, AuditEntry.action == "subscription.update") == 1
+        assert count(AuditEntry, AuditEntry.action == "grace.start") == 1
+
+
+def test_two_concurrent_workers_never_process_one_event_twice(own_app):
+    now = datetime.now(UTC)
+    with own_app.app_context():
+        for n in range(30):
+            db.session.add(
+                BillingEvent(
+                    event_id=f"evt_due_{n}",
+                    type="customer.updated",
+                    payload={"id": f"evt_due_{n}", "type": "customer.updated", "created": 0},
+                    status=EventStatus.FAILED,
+                    attempts=1,
+                    next_retry_at=now - timedelta(minutes=1),
+                    created_at=now,
+                )
+            )
+        db.session.commit()
+    runs = []
+    assert in_threads(own_app, 2, lambda _n: runs.extend(webhooks.drain_due(grace_days=7, now=now))) == []
+    assert sorted(result.event_id for result in runs) == sorted(f"evt_due_{n}" for n in range(30))
+    with own_app.app_context():
+        assert count(EventAttempt) == 30
+        assert set(db.session.scalars(select(BillingEvent.attempts))) == {2}
+
+
+_CRASH_AFTER_COMMIT = """
+import os, sys
+from app import create_app
+from app.config import TestConfig
+from app.services import webhooks
+
+# The process dies between the commit of the stored event and its handler, as a killed gunicorn worker would.
+webhooks.process_received = lambda *args, **kwargs: os._exit(3)
+app = create_app(TestConfig(WEBHOOK_SECRETS=[os.environ["SECRET"]]))
+headers = {"Stripe-Signature": os.environ["SIG"]}
+app.test_client().post("/v1/billing/webhooks", data=sys.stdin.buffer.read(), headers=headers)
+os._exit(0)
+"""
+
+
+def subprocess_env(own_database, **extra):
+    urls = {"TEST_DATABASE_URL": own_database, "DATABASE_URL": own_database}
+    return {**os.environ, **urls, "BILLOPS_ENV": "development", **extra}
+
+
+def test_an_event_stranded_by_a_killed_process_is_claimed_by_the_worker_after_a_minute(own_app, own_database):
+    document = fixture("event")  # plan.created: its handler marks the catalog stale
+    document["created"] = int(time.time())
+    raw = json.dumps(document).encode()
+    env = subprocess_env(own_database, SECRET=SECRET, SIG=sign(raw, timestamp=int(time.time())))
+    crashed = subprocess.run(
+        [sys.executable, "-c", _CRASH_AFTER_COMMIT],
+        input=raw,
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        timeout=120,
+    )
+    assert crashed.returncode == 3, crashed.stderr.decode()[-2000:]
+    with own_app.app_context():
+        stranded = db.session.scalar(select(BillingEvent))
+        assert (stranded.status, stranded.attempts) == ("received", 0)
+        received_at = stranded.received_at
+        assert webhooks.drain_due(grace_days=7, now=received_at + timedelta(seconds=59)) == []
+        [result] = webhooks.drain_due(grace_days=7, now=received_at + timedelta(seconds=61))
+        assert (result.event_id, result.status) == (document["id"], "processed")
+        assert [a.trigger for a in db.session.scalars(select(EventAttempt))] == ["retry"]
+
+
+def test_the_worker_finishes_its_batch_and_exits_0_on_sigterm(own_app, own_database):
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "billing", "worker"],
+        env=subprocess_env(own_database),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert b"retry worker running" in worker.stderr.readline()
+        worker.send_signal(signal.SIGTERM)
+        _out, err = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, err.decode()[-2000:]
+    assert b"retry worker stopped" in err

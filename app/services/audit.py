@@ -14,9 +14,10 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
@@ -69,6 +70,26 @@ def record(
     session.add(entry)
     session.flush()
     return entry
+
+
+def seal_batch(session: Session, drafts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Link and sign many new rows at once, for bulk loaders that insert them in the caller's transaction.
+
+    Each draft holds `created_at` and the JSON-ready content (`actor`, `action`, `user_id`, `reason`, `before`,
+    `after`, `context`). The chain lock is taken as `record` takes it and held until the caller commits, so the
+    rows returned (every column, ids and links set) extend the head the chain has now.
+    """
+    _lock_chain(session)
+    head = session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
+    next_id, prev_hash = (head.id + 1, head.hash) if head else (1, GENESIS_HASH)
+    ring = keyring()
+    rows = []
+    for offset, draft in enumerate(drafts):
+        row = SimpleNamespace(**draft, id=next_id + offset, prev_hash=prev_hash)
+        seal(row, ring)
+        prev_hash = row.hash
+        rows.append(vars(row))
+    return rows
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,12 +86,11 @@ def load_bench_data(events: int, subscriptions: int, *, seed: int = 15, force: b
     _add_plans()
     for start in range(0, subscriptions, CHUNK):
         stop = min(start + CHUNK, subscriptions)
-        _run_chunk(report, _chunk_present(Customer.user_id, user_id(stop - 1)), _write_users, seed, start, stop)
-    templates = _templates()
+        _run_chunk(report, Customer.user_id, user_id, _write_users, seed, range(start, stop))
+    writer = _event_writer(_templates(), subscriptions)
     for start in range(0, events, CHUNK):
         stop = min(start + CHUNK, events)
-        writer = _event_writer(templates, subscriptions)
-        _run_chunk(report, _chunk_present(BillingEvent.event_id, event_id(stop - 1)), writer, seed, start, stop)
+        _run_chunk(report, BillingEvent.event_id, event_id, writer, seed, range(start, stop))
     return report
 
 
@@ -113,33 +112,36 @@ def _add_plans() -> None:
                 session.add(Plan(**spec, created_at=EPOCH, updated_at=EPOCH))
 
 
-def _chunk_present(column: Any, last_key: str) -> Callable[[Session], bool]:
-    return lambda session: session.scalar(select(column).where(column == last_key)) is not None
+def _run_chunk(report: BenchReport, key_column, key_of, writer, seed: int, chunk: range) -> None:
+    """Write the rows of `chunk` missing from the database (none when its last row is there) in one transaction.
 
-
-def _run_chunk(report: BenchReport, present, writer, seed: int, start: int, stop: int) -> None:
+    The chunk's random stream depends on the seed and the chunk's start only, so the rows already present (a
+    smaller earlier run) are drawn again, identically, and left out.
+    """
     with unit_of_work() as session:
-        if present(session):
+        if session.scalar(select(key_column).where(key_column == key_of(chunk[-1]))) is not None:
             report.chunks_skipped += 1
             return
-        writer(session, report, random.Random(f"{seed}:{writer.__name__}:{start}"), start, stop)
+        present = set(session.scalars(select(key_column).where(key_column.in_([key_of(i) for i in chunk]))))
+        writer(session, report, random.Random(f"{seed}:{writer.__name__}:{chunk.start}"), chunk, present)
 
 
 # -- users ------------------------------------------------------------------------------------------------------
 
 
-def _write_users(session: Session, report: BenchReport, rng: random.Random, start: int, stop: int) -> None:
+def _write_users(session: Session, report: BenchReport, rng: random.Random, chunk: range, present: set[str]) -> None:
     customers, subscriptions, graces, drafts = [], [], [], []
-    for index in range(start, stop):
+    for index in chunk:
         user, since = user_id(index), EPOCH - timedelta(days=rng.randrange(1, 700))
         plan, status = _pick(rng, PLAN_MIX), _pick(rng, STATUS_MIX)
         valid_until = EPOCH + timedelta(days=rng.randrange(-60, 400))
         credits = rng.randrange(0, 20_000) if status in ("active", "trialing") else 0
+        if user in present:
+            continue
         customers.append(
             {"user_id": user, "provider_customer_id": f"cus_bench{index:07d}", "email": f"{user}@example.com"}
             | {"created_at": since, "updated_at": since}
         )
-        state = {"plan": plan, "status": status, "credits": credits, "valid_until": valid_until.isoformat()}
         subscriptions.append(
             {"user_id": user, "plan": plan, "status": status, "credits": credits, "valid_until": valid_until}
             | {"provider_subscription_id": f"sub_bench{index:07d}", "version": 1, "last_event_created_at": None}
@@ -150,6 +152,7 @@ def _write_users(session: Session, report: BenchReport, rng: random.Random, star
                 {"user_id": user, "starts_at": EPOCH, "ends_at": EPOCH + timedelta(days=7), "status": "active"}
                 | {"reset_count": 0, "reason": "card declined", "created_at": EPOCH, "updated_at": EPOCH}
             )
+        state = {"plan": plan, "status": status, "credits": credits, "valid_until": valid_until.isoformat()}
         drafts.append(_draft(since, "bench-data", "cli", "subscription.update", user, None, state, "bench data"))
     bulk_insert(session, Customer.__table__, customers)
     bulk_insert(session, Subscription.__table__, subscriptions)
@@ -205,20 +208,23 @@ def _fill(template: str, values: dict[str, str]) -> str:
 def _event_writer(templates: dict[str, str], subscriptions: int):
     prices = {spec["code"]: spec["provider_price_id"] for spec in load_catalog(current_app.config["PLANS_CATALOG"])}
 
-    def write_events(session: Session, report: BenchReport, rng: random.Random, start: int, stop: int) -> None:
-        events, drafts, keys = [], [], []
-        for index in range(start, stop):
+    def write_events(session: Session, report: BenchReport, rng: random.Random, chunk: range, present: set[str]):
+        events, drafts = [], []
+        for index in chunk:
             hot = min(HOT_USERS, subscriptions)
             user = rng.randrange(hot) if rng.random() < 0.05 else rng.randrange(subscriptions)
             event_type, outcome = _pick(rng, EVENT_MIX), _pick(rng, OUTCOME_MIX)
             row = _event_row(templates, prices, rng, index, user, event_type, outcome)
-            events.append(row)
-            keys.append(row["event_id"])
+            row_drafts = []
             if outcome == "processed" and row["user_id"] and rng.random() < 0.2:
-                drafts.append(_webhook_draft(row, rng))
+                row_drafts.append(_webhook_draft(row, rng))
             if rng.random() < 0.005:
-                drafts.append(_support_draft(row["received_at"], user_id(user), rng))
+                row_drafts.append(_support_draft(row["received_at"], user_id(user), rng))
+            if row["event_id"] not in present:
+                events.append(row)
+                drafts += row_drafts
         bulk_insert(session, BillingEvent.__table__, events)
+        keys = [row["event_id"] for row in events]
         stored = select(BillingEvent.event_id, BillingEvent.id).where(BillingEvent.event_id.in_(keys))
         pks = dict(session.execute(stored).tuples().all())
         bulk_insert(session, EventAttempt.__table__, [_attempt_row(row, pks[row["event_id"]]) for row in events])

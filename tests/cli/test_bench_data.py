@@ -51,3 +51,14 @@ def test_bench_data_refuses_a_database_with_real_customers_unless_forced(runner,
     assert count(tx, BillingEvent.id) == 0
     forced = bench(runner, "--events", "5", "--subscriptions", "2", "--force")
     assert forced.exit_code == 0 and count(tx, BillingEvent.id) == 5
+
+
+def test_a_larger_run_adds_only_the_missing_tail(runner, tx):
+    bench(runner, "--events", "7", "--subscriptions", "4")
+    first = dict(tx.execute(select(BillingEvent.event_id, BillingEvent.payload)).tuples().all())
+    grown = bench(runner, "--events", "20", "--subscriptions", "4")
+    assert "events added: 13" in grown.output
+    after = dict(tx.execute(select(BillingEvent.event_id, BillingEvent.payload)).tuples().all())
+    assert sorted(after) == [f"evt_bench_{n:09d}" for n in range(20)]
+    assert {key: after[key] for key in first} == first
+    assert audit.verify_chain().ok

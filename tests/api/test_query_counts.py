@@ -1,37 +1,14 @@
 """No N+1: each list and detail endpoint issues as many SQL statements for 30 rows as for 3."""
 
-from contextlib import contextmanager
-
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
-from app.extensions import db
 from app.models import BillingEvent, Plan
 from app.models.events import AttemptTrigger, EventAttempt, EventStatus
 from app.services import benchdata
 from tests.factories import PlanFactory
 
 API = "/v1/admin/billing"
-
-
-@pytest.fixture
-def count_statements(tx):
-    """`with count_statements() as seen:` collects the SQL statements run inside the block."""
-
-    @contextmanager
-    def counting():
-        seen: list[str] = []
-
-        def note(_conn, _cursor, statement, *_args):
-            seen.append(statement)
-
-        event.listen(db.engine, "before_cursor_execute", note)
-        try:
-            yield seen
-        finally:
-            event.remove(db.engine, "before_cursor_execute", note)
-
-    return counting
 
 
 def grow_to(tx, rows: int) -> None:
@@ -64,13 +41,13 @@ def grow_to(tx, rows: int) -> None:
         f"/subscriptions/{benchdata.user_id(0)}",
     ],
 )
-def test_statements_stay_flat_as_rows_grow(api, tx, count_statements, path):
+def test_statements_stay_flat_as_rows_grow(api, tx, statements, path):
     client = api("admin")
     counts = []
     for rows in (3, 30):
         grow_to(tx, rows)
         client.get(API + path)  # once first: the key's first use is recorded once, whatever the rows
-        with count_statements() as seen:
+        with statements() as seen:
             resp = client.get(API + path)
         assert resp.status_code == 200, resp.get_json()
         counts.append(len(seen))

@@ -17,18 +17,19 @@ class JsonValue(fields.Raw):
     """Any JSON value; instants as ISO 8601 in UTC, enums by value (inside lists and objects too)."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        return _plain(value)
+        return plain_json(value)
 
 
-def _plain(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
+    """`value` with instants and enums as JSON has them."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dict):
-        return {name: _plain(item) for name, item in value.items()}
+        return {name: plain_json(item) for name, item in value.items()}
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [plain_json(item) for item in value]
     return value
 
 

@@ -151,6 +151,11 @@ def _fields(state: SubscriptionState) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
 
+def _plan_codes(session: Session) -> dict[str, str]:
+    """Plan codes by provider price id (a catalog is a handful of plans)."""
+    return {price: code for price, code in session.execute(select(Plan.provider_price_id, Plan.code)) if price}
+
+
 # -- evidence from events -----------------------------------------------------------------------------------------
 
 
@@ -172,7 +177,7 @@ class EventsSource:
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.plans = dict(session.execute(select(Plan.provider_price_id, Plan.code)).tuples())
+        self.plans = _plan_codes(session)
 
     def evidence(self, customers: Sequence[Stored]) -> dict[str, Evidence]:
         steps: dict[str, list[_Step]] = {customer.user_id: [] for customer in customers}
@@ -340,7 +345,7 @@ class ProviderSource:
 
     def __init__(self, session: Session, provider: SubscriptionProvider) -> None:
         self.provider = provider
-        self.plans = dict(session.execute(select(Plan.provider_price_id, Plan.code)).tuples())
+        self.plans = _plan_codes(session)
 
     def evidence(self, customers: Sequence[Stored]) -> dict[str, Evidence]:
         return {customer.user_id: self._evidence(customer) for customer in customers}

@@ -8,9 +8,8 @@ from sqlalchemy import delete, func, select, update
 from app.models import AuditEntry, Subscription
 from app.services import reconcile
 from tests.factories import PlanFactory, SubscriptionFactory
-from tests.webhooks import deliver, event, invoice, subscription
+from tests.webhooks import PRICE, deliver, event, invoice, subscribe, subscription
 
-PRICE = "price_1PgafmB7WZ01zgkW6dKueIc5"  # the fixtures' price
 URL = "/v1/admin/billing/reconcile"
 
 
@@ -23,23 +22,6 @@ def client(webhook_app, tx):
 def plans(tx):
     PlanFactory(code="starter-test", provider_price_id=PRICE)
     PlanFactory(code="team-test")
-
-
-def subscribe(client, frozen_clock, user_id, *, status="active"):
-    """Run a customer.subscription.created event for `user_id` through the receiver; returns its period end."""
-    period_end = (frozen_clock.now + timedelta(days=30)).replace(microsecond=0)
-    obj = subscription(
-        sub_id=f"sub_{user_id}",
-        customer=f"cus_{user_id}",
-        user_id=user_id,
-        status=status,
-        price=PRICE,
-        period_end=period_end,
-    )
-    created = frozen_clock.now - timedelta(hours=1)
-    document = event("customer.subscription.created", obj, event_id=f"evt_{user_id}_created", created=created)
-    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "processed"
-    return period_end
 
 
 def payment_failed(client, frozen_clock, user_id):

@@ -100,7 +100,7 @@ class ReconcileApplyIn(SourceRule):
     apply = fields.Boolean(
         required=True,
         validate=validate.Equal(True, error="must be true: GET /reconcile previews without changing anything"),
-        metadata={"description": "must be `true`; `GET /reconcile` is the preview"},
+        metadata={"description": "must be `true`; `GET /reconcile` is the preview", "enum": [True]},
     )
     user_ids = fields.List(
         fields.String(validate=_USER_ID),

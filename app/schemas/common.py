@@ -20,6 +20,12 @@ class Timestamp(fields.AwareDateTime):
         super().__init__(format="iso", **kwargs)
 
 
+def encode_cursor(key: tuple[Any, ...]) -> str:
+    """The opaque `cursor` for a page that starts after the sort key `key` (what `Cursor` reads back)."""
+    plain = [v.isoformat() if isinstance(v, datetime) else v for v in key]
+    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
 class Cursor(fields.String):
     """An opaque keyset cursor: the sort key of the last item seen, base64url-encoded JSON."""
 
@@ -29,10 +35,7 @@ class Cursor(fields.String):
         self.types = types
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        if value is None:
-            return None
-        plain = [v.isoformat() if isinstance(v, datetime) else v for v in value]
-        return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
+        return None if value is None else encode_cursor(value)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[Any, ...]:
         token = super()._deserialize(value, attr, data, **kwargs)

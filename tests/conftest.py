@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import flask_migrate
 import pytest
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from app import clock, create_app
-from app.config import TestConfig
+from app.config import TestConfig, database_uri
 from app.extensions import csrf, db
 from app.models.keys import Role
 from app.services import keys
@@ -47,6 +52,28 @@ def build_app(test_env: dict[str, str], **overrides):
         if db.engine.dialect.name == "sqlite":
             _enable_sqlite_savepoints(db.engine)
     return app
+
+
+@contextmanager
+def own_database(test_env: dict[str, str], directory: Path, name: str) -> Iterator[str]:
+    """The URL of a new, empty database beside the suite's (a SQLite file, or a PostgreSQL database dropped after).
+
+    For tests that need real commits: PostgreSQL refuses to delete audit rows, so they cannot be cleaned up.
+    """
+    url = make_url(database_uri(test_env["TEST_DATABASE_URL"], directory))
+    if url.get_backend_name() == "sqlite":
+        yield f"sqlite:///{directory / f'{name}.db'}"
+        return
+    database = f"billops_{name}_{uuid.uuid4().hex[:12]}"
+    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{database}"'))
+    try:
+        yield url.set(database=database).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+        server.dispose()
 
 
 @pytest.fixture(scope="session")

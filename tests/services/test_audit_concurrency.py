@@ -5,45 +5,30 @@ test runs in a database of its own: a fresh SQLite file, or a throw-away databas
 """
 
 import threading
-import uuid
 
 import flask_migrate
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app import clock, create_app
-from app.config import TestConfig, database_uri
+from app.config import TestConfig
 from app.extensions import db
 from app.services import audit
 from app.services.actor import Actor
 from app.services.uow import unit_of_work
+from tests.conftest import own_database
 
 WRITERS = 4
 ENTRIES_EACH = 10
 
 
 @pytest.fixture
-def own_database(test_env, tmp_path):
-    """The URL of a new, empty database on the same server as the suite's, dropped afterwards."""
-    url = make_url(database_uri(test_env["TEST_DATABASE_URL"], tmp_path))
-    if url.get_backend_name() == "sqlite":
-        yield f"sqlite:///{tmp_path / 'chain.db'}"
-        return
-    name = f"billops_chain_{uuid.uuid4().hex[:12]}"
-    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with server.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        server.dispose()
+def chain_database(test_env, tmp_path):
+    with own_database(test_env, tmp_path, "chain") as url:
+        yield url
 
 
-def test_concurrent_writers_keep_one_unbroken_chain(test_env, own_database):
-    app = create_app(TestConfig({**test_env, "TEST_DATABASE_URL": own_database}))
+def test_concurrent_writers_keep_one_unbroken_chain(test_env, chain_database):
+    app = create_app(TestConfig({**test_env, "TEST_DATABASE_URL": chain_database}))
     with app.app_context():
         flask_migrate.upgrade()
     start = threading.Barrier(WRITERS)

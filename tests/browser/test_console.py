@@ -129,7 +129,7 @@ def test_the_audit_log_filters_pages_and_downloads(page, console_site):
     page.get_by_role("button", name="Filter").click()
     with page.expect_download() as download:
         page.get_by_role("link", name="Download CSV").click()
-    rows = list(csv.DictReader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+    rows = list(csv.DictReader(io.StringIO(download.value.path().read_text(encoding="utf-8"))))
     assert [(row["actor"], row["user_id"], row["reason"]) for row in rows] == [
         ("agent-sam", "user-bob", "Card replaced, bank transfer pending")
     ]

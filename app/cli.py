@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import getpass
+from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from marshmallow import Schema, ValidationError
 
 from app import clock
 from app.models.keys import Role
-from app.services import audit, demo, keys
+from app.schemas.entitlements import OverrideIn
+from app.schemas.grace import GraceResetIn
+from app.services import audit, demo, entitlements, grace, keys, plans
 from app.services.actor import Actor
 from app.services.catalog import CatalogError
 from app.services.errors import DomainError
@@ -53,6 +57,64 @@ def demo_data(actor: str) -> None:
     )
     click.echo(f"plans added: {', '.join(report.plans_created) or 'none'}")
     click.echo(f"customers added: {', '.join(report.customers_created) or 'none'}")
+
+
+def _load(schema: type[Schema], values: dict[str, Any]) -> dict[str, Any]:
+    """Validate options with the API's own schema; a refusal names each field as the API's `errors` do."""
+    try:
+        return schema().load({name: value for name, value in values.items() if value is not None})
+    except ValidationError as exc:
+        lines = [f"{name}: {' '.join(messages)}" for name, messages in exc.normalized_messages().items()]
+        raise click.ClickException("\n".join(lines)) from None
+
+
+@billing.command("override")
+@click.argument("user_id")
+@click.option("--credits", type=int, help="Set the balance (0 or more).")
+@click.option("--credits-delta", type=int, help="Add to the balance (negative: take away; never below 0).")
+@click.option("--plan", help="An active plan code.")
+@click.option("--valid-until", help="New expiry, ISO 8601 with an offset, e.g. 2030-12-31T23:59:59Z.")
+@click.option("--reason", required=True, help="Why; kept in the audit log.")
+@actor_option
+def override(user_id: str, credits, credits_delta, plan, valid_until, reason: str, actor: str) -> None:
+    """Override a user's credits, plan or expiry; what is not given stays as it is."""
+    values = {"user_id": user_id, "credits": credits, "credits_delta": credits_delta, "plan": plan}
+    data = _load(OverrideIn, values | {"valid_until": valid_until, "reason": reason})
+    result = _run(lambda: entitlements.override_entitlements(**data, actor=Actor.cli(actor), now=clock.utcnow()))
+    before, after = result.change.before, result.change.after
+    for name in ("plan", "credits", "valid_until"):
+        old, new = (getattr(before, name) if before else None), getattr(after, name)
+        if old != new or before is None:
+            click.echo(f"{name}: {_value(old)} -> {_value(new)}")
+    click.echo(f"{user_id} overridden (audit entry {result.audit_id})")
+
+
+@billing.command("grace-reset")
+@click.argument("user_id")
+@click.option("--days", type=int, required=True, help="The grace period ends this many days from now (1-90).")
+@click.option("--reason", required=True, help="Why; kept in the audit log.")
+@actor_option
+def grace_reset(user_id: str, days: int, reason: str, actor: str) -> None:
+    """Extend a user's grace period to now + days (never shortening it), or start one."""
+    data = _load(GraceResetIn, {"user_id": user_id, "days": days, "reason": reason})
+    result = _run(lambda: grace.reset_grace(**data, actor=Actor.cli(actor), now=clock.utcnow()))
+    before = _value(result.before.ends_at if result.before else None)
+    click.echo(f"grace period ends: {before} -> {_value(result.grace_period.ends_at)}")
+    click.echo(f"{user_id} grace reset #{result.grace_period.reset_count} (audit entry {result.audit_id})")
+
+
+@billing.command("plans-sync")
+@click.option("--dry-run", is_flag=True, help="Only report what would change.")
+@actor_option
+def plans_sync(dry_run: bool, actor: str) -> None:
+    """Upsert the plan catalog from PLANS_PROVIDER (the catalog file or Stripe)."""
+    provider = plans.configured_provider(current_app.config)
+    report = _run(lambda: plans.sync_plans(provider, dry_run=dry_run, actor=Actor.cli(actor), now=clock.utcnow()))
+    for outcome in ("created", "updated", "deactivated", "unchanged"):
+        click.echo(f"{outcome}: {', '.join(getattr(report, outcome)) or 'none'}")
+    click.echo(
+        "dry run: nothing written" if dry_run else f"synced from {provider.name} (audit entry {report.audit_id})"
+    )
 
 
 @billing.command("audit-verify")
@@ -102,6 +164,10 @@ def revoke_key(name: str, actor: str) -> None:
     """Revoke a key at once; its console sessions end too."""
     info = _run(lambda: keys.revoke_key(name, actor=Actor.cli(actor), now=clock.utcnow()))
     click.echo(f"revoked {info.name!r} at {_when(info.revoked_at)}")
+
+
+def _value(value: Any) -> str:
+    return "none" if value is None else value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _when(moment) -> str:

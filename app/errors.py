@@ -16,9 +16,12 @@ from app.services.errors import (
     AuthRequired,
     Conflict,
     DomainError,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
     InvalidInput,
     NotFound,
     PermissionDenied,
+    ProviderUnavailable,
     RuleViolation,
 )
 
@@ -31,6 +34,9 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     InvalidInput: 422,
     RuleViolation: 422,
     Conflict: 409,
+    IdempotencyKeyReused: 422,
+    IdempotencyInProgress: 409,
+    ProviderUnavailable: 502,
 }
 HTTP_CODES = {
     400: "invalid_parameters",
@@ -55,6 +61,9 @@ TITLES = {
     "payload_too_large": "Payload too large",
     "unsupported_media_type": "Unsupported media type",
     "rate_limited": "Too many requests",
+    "idempotency_key_reused": "Idempotency key reused",
+    "idempotency_in_progress": "Request in progress",
+    "provider_unavailable": "Plan provider unavailable",
     "internal_error": "Internal error",
 }
 

@@ -55,7 +55,7 @@ def build_app(test_env: dict[str, str], **overrides):
 
 
 @contextmanager
-def own_database(test_env: dict[str, str], directory: Path, name: str) -> Iterator[str]:
+def fresh_database(test_env: dict[str, str], directory: Path, name: str) -> Iterator[str]:
     """The URL of a new, empty database beside the suite's (a SQLite file, or a PostgreSQL database dropped after).
 
     For tests that need real commits: PostgreSQL refuses to delete audit rows, so they cannot be cleaned up.
@@ -74,6 +74,13 @@ def own_database(test_env: dict[str, str], directory: Path, name: str) -> Iterat
         with server.connect() as connection:
             connection.execute(text(f'DROP DATABASE "{database}" WITH (FORCE)'))
         server.dispose()
+
+
+@pytest.fixture
+def own_database(test_env, tmp_path):
+    """The URL of a new, empty database on the same server as the suite's, dropped afterwards."""
+    with fresh_database(test_env, tmp_path, "own") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

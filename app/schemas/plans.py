@@ -3,6 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from app.models.plans import PlanInterval
+from app.schemas.common import Timestamp
 
 
 class PlanSchema(Schema):
@@ -16,3 +17,31 @@ class PlanSchema(Schema):
     interval = fields.Enum(PlanInterval, by_value=True, required=True)
     credits_per_period = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
     active = fields.Boolean(load_default=True)
+
+
+class PlanCatalogSchema(Schema):
+    """Every plan (one page: `next_cursor` is always null) and whether the catalog is stale."""
+
+    items = fields.List(fields.Nested(PlanSchema), required=True)
+    total = fields.Integer(required=True)
+    next_cursor = fields.String(allow_none=True, metadata={"description": "always null: the catalog is one page"})
+    stale = fields.Boolean(
+        required=True, metadata={"description": "a price, product or plan event arrived since the last sync"}
+    )
+    stale_since = Timestamp(allow_none=True, metadata={"description": "the first such event"})
+    stale_reason = fields.String(allow_none=True, metadata={"description": "e.g. `price.updated evt_...`"})
+    synced_at = Timestamp(allow_none=True, metadata={"description": "the last sync that wrote, or null"})
+
+
+class PlansSyncIn(Schema):
+    dry_run = fields.Boolean(load_default=False, metadata={"description": "report what would change; write nothing"})
+
+
+class PlansSyncOut(Schema):
+    """Plan codes by what the sync did (or, with `dry_run`, would do) to them."""
+
+    dry_run = fields.Boolean(required=True)
+    created = fields.List(fields.String(), required=True)
+    updated = fields.List(fields.String(), required=True)
+    deactivated = fields.List(fields.String(), required=True)
+    unchanged = fields.List(fields.String(), required=True)

@@ -34,9 +34,10 @@ class InvalidInput(DomainError):
 
     code = "validation_failed"
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.errors = {field: [message]}
+    def __init__(self, field: str, message: str, *also: str) -> None:
+        """`message` about `field`, and about each field of `also` (e.g. two fields that exclude each other)."""
+        super().__init__(f"{', '.join((field, *also))}: {message}")
+        self.errors = {name: [message] for name in (field, *also)}
 
 
 class RuleViolation(DomainError):
@@ -49,3 +50,21 @@ class Conflict(DomainError):
     """The state changed underneath the request, or a unique thing exists already."""
 
     code = "conflict"
+
+
+class IdempotencyKeyReused(DomainError):
+    """An Idempotency-Key sent again with a different request."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyInProgress(DomainError):
+    """An Idempotency-Key whose first request is still running."""
+
+    code = "idempotency_in_progress"
+
+
+class ProviderUnavailable(DomainError):
+    """The plan provider (catalog file or Stripe) could not be read; nothing was changed."""
+
+    code = "provider_unavailable"

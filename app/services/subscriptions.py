@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -59,6 +59,21 @@ def lock_subscription(session: Session, user_id: str) -> Subscription | None:
     """The user's subscription, locked for this transaction (FOR UPDATE on PostgreSQL; the version column
     still refuses a lost update on SQLite). Every write to a user's subscription reads it through here."""
     return session.scalar(select(Subscription).where(Subscription.user_id == user_id).with_for_update())
+
+
+def lock_customer(session: Session, user_id: str) -> Customer:
+    """The customer `user_id`, locked for this transaction, or NotFound.
+
+    Taken before `lock_subscription` by writes that may create the user's first subscription or grace period,
+    so two of them cannot both find none and both insert. On SQLite a no-op write takes the database's write
+    lock up front, so concurrent writers queue instead of failing their version check.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("UPDATE billing_customers SET id = id WHERE user_id = :user_id"), {"user_id": user_id})
+    customer = session.scalar(select(Customer).where(Customer.user_id == user_id).with_for_update())
+    if customer is None:
+        raise NotFound(f"No customer has the user id {user_id!r}.")
+    return customer
 
 
 def view(subscription: Subscription) -> SubscriptionView:

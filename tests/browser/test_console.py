@@ -20,7 +20,7 @@ from app.services.actor import Actor
 from app.services.uow import unit_of_work
 from tests.browser.conftest import screenshot, serve
 from tests.browser.test_pages import PageLog
-from tests.conftest import build_app, own_database
+from tests.conftest import build_app, fresh_database
 
 pytestmark = pytest.mark.browser
 SUPPORT_ACTIONS = [
@@ -33,7 +33,7 @@ SUPPORT_ACTIONS = [
 @pytest.fixture(scope="module")
 def console_site(test_env, tmp_path_factory):
     """(base URL, support key): the console on a migrated database with the demo data."""
-    with own_database(test_env, tmp_path_factory.mktemp("console"), "console") as url:
+    with fresh_database(test_env, tmp_path_factory.mktemp("console"), "console") as url:
         app = build_app({**test_env, "TEST_DATABASE_URL": url}, WTF_CSRF_ENABLED=True)
         with app.app_context():
             flask_migrate.upgrade()

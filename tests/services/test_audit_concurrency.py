@@ -7,7 +7,6 @@ test runs in a database of its own: a fresh SQLite file, or a throw-away databas
 import threading
 
 import flask_migrate
-import pytest
 
 from app import clock, create_app
 from app.config import TestConfig
@@ -15,20 +14,13 @@ from app.extensions import db
 from app.services import audit
 from app.services.actor import Actor
 from app.services.uow import unit_of_work
-from tests.conftest import own_database
 
 WRITERS = 4
 ENTRIES_EACH = 10
 
 
-@pytest.fixture
-def chain_database(test_env, tmp_path):
-    with own_database(test_env, tmp_path, "chain") as url:
-        yield url
-
-
-def test_concurrent_writers_keep_one_unbroken_chain(test_env, chain_database):
-    app = create_app(TestConfig({**test_env, "TEST_DATABASE_URL": chain_database}))
+def test_concurrent_writers_keep_one_unbroken_chain(test_env, own_database):
+    app = create_app(TestConfig({**test_env, "TEST_DATABASE_URL": own_database}))
     with app.app_context():
         flask_migrate.upgrade()
     start = threading.Barrier(WRITERS)

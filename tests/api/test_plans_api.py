@@ -1,0 +1,72 @@
+"""GET /plans and POST /plans/sync through the API."""
+
+import pytest
+from sqlalchemy import select
+
+from app import clock
+from app.models import AuditEntry
+from app.services import plans
+from app.services.uow import unit_of_work
+from tests.factories import PlanFactory
+
+PLANS_URL = "/v1/admin/billing/plans"
+SYNC_URL = "/v1/admin/billing/plans/sync"
+
+
+@pytest.mark.parametrize("role", ["viewer", "support", "admin"])
+def test_every_role_lists_the_plans_with_the_catalog_status(api, tx, frozen_clock, role):
+    PlanFactory(code="starter", provider_price_id="price_s", amount=2000)
+    PlanFactory(code="legacy", provider_price_id="price_l", active=False)
+    with unit_of_work() as session:
+        plans.mark_catalog_stale(session, "price.updated evt_1", now=clock.utcnow())
+    body = api(role).get(PLANS_URL).get_json()
+    assert [plan["code"] for plan in body["items"]] == ["starter", "legacy"]
+    assert body["items"][0] == {
+        "code": "starter",
+        "provider_price_id": "price_s",
+        "name": "Starter",
+        "amount": 2000,
+        "currency": "usd",
+        "interval": "month",
+        "credits_per_period": 1000,
+        "active": True,
+    }
+    assert (body["total"], body["next_cursor"], body["stale"]) == (2, None, True)
+    assert (body["stale_since"], body["stale_reason"], body["synced_at"]) == (
+        frozen_clock.now.isoformat(),
+        "price.updated evt_1",
+        None,
+    )
+
+
+def test_a_sync_from_the_shipped_catalog_creates_its_plans_then_changes_nothing(api, tx):
+    admin = api("admin")
+    dry = admin.post(SYNC_URL, json={"dry_run": True}).get_json()
+    assert dry == {
+        "dry_run": True,
+        "created": ["legacy-basic", "pro", "pro-annual", "starter", "team"],
+        "updated": [],
+        "deactivated": [],
+        "unchanged": [],
+    }
+    assert admin.get(PLANS_URL).get_json()["total"] == 0
+    assert admin.post(SYNC_URL, json={}).get_json()["created"] == dry["created"]
+    again = admin.post(SYNC_URL, json={"dry_run": False}).get_json()
+    assert (again["created"], again["updated"], len(again["unchanged"])) == ([], [], 5)
+    assert len(tx.scalars(select(AuditEntry).where(AuditEntry.action == "plans.sync")).all()) == 2
+    assert admin.get(PLANS_URL).get_json()["stale"] is False
+
+
+@pytest.mark.parametrize("body", [{"dry_run": "yes please"}, {"apply": True}])
+def test_a_bad_sync_body_is_validation_failed(api, body):
+    resp = api("admin").post(SYNC_URL, json=body)
+    assert (resp.status_code, resp.get_json()["code"]) == (422, "validation_failed")
+
+
+def test_an_unreadable_provider_is_502_and_changes_nothing(app, api, tx, monkeypatch):
+    monkeypatch.setitem(app.config, "PLANS_PROVIDER", "stripe")
+    monkeypatch.setitem(app.config, "STRIPE_API_KEY", None)
+    resp = api("admin").post(SYNC_URL, json={})
+    assert (resp.status_code, resp.get_json()["code"]) == (502, "provider_unavailable")
+    assert "STRIPE_API_KEY" in resp.get_json()["detail"]
+    assert api("admin").get(PLANS_URL).get_json()["total"] == 0

@@ -118,17 +118,48 @@ def plans_sync(dry_run: bool, actor: str) -> None:
 
 
 @billing.command("audit-verify")
-def audit_verify() -> None:
-    """Check the audit log's hash chain; exit 1 naming the first bad row."""
-    report = audit.verify_chain()
-    if not report.ok:
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.File("r"),
+    help="A file holding a checkpoint from `billing audit-checkpoint`: also prove no row was cut from the end.",
+)
+def audit_verify(checkpoint_file) -> None:
+    """Check the audit log's HMAC chain (and a checkpoint); exit 1 naming the first bad row."""
+    expected = _read_checkpoint(checkpoint_file) if checkpoint_file else None
+    report = _verified(audit.verify_chain(expected))
+    click.echo(f"audit chain intact: {report.checked} rows")
+    if expected is not None:
+        click.echo(f"checkpoint holds: row {expected.last_id} is still the head of its first {expected.count} rows")
+
+
+@billing.command("audit-checkpoint")
+def audit_checkpoint() -> None:
+    """Verify the chain and print a signed checkpoint of its head: one JSON line to keep outside the database."""
+    report = _verified(audit.verify_chain())
+    click.echo(audit.checkpoint(report, now=clock.utcnow()).to_json())
+
+
+def _read_checkpoint(file) -> audit.Checkpoint:
+    try:
+        return audit.Checkpoint.from_json(file.read())
+    except ValueError as exc:
+        raise click.ClickException(f"{file.name}: {exc}") from None
+
+
+def _verified(report: audit.ChainReport) -> audit.ChainReport:
+    """`report` if the chain holds; otherwise its problem on stderr and exit status 1."""
+    if report.ok:
+        return report
+    if report.first_bad_id is None:
+        click.echo(f"audit checkpoint rejected: {report.problem}", err=True)
+    else:
         click.echo(
             f"audit chain broken at row {report.first_bad_id}: {report.problem} "
             f"({report.checked} rows before it are intact)",
             err=True,
         )
-        raise SystemExit(1)
-    click.echo(f"audit chain intact: {report.checked} rows")
+    raise SystemExit(1)
 
 
 @admin_keys.command("create")

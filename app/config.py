@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +15,9 @@ ENVIRONMENTS = ("development", "test", "production")
 ONE_MIB = 1024 * 1024
 MIN_ADMIN_KEY_LENGTH = 32
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_AUDIT_KEY_LENGTH = 32
+# Fixed label of the audit key derived from SECRET_KEY when AUDIT_KEY is unset (changing it breaks every row).
+AUDIT_KEY_LABEL = b"billops audit chain key v1"
 
 
 class ConfigError(RuntimeError):
@@ -27,6 +32,24 @@ def database_uri(url: str | None, instance_path: Path) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url.removeprefix(prefix)
     return url
+
+
+def audit_keys(value: str | None, secret_key: str) -> list[str]:
+    """AUDIT_KEY's keys, the signing one first; unset, one key derived from SECRET_KEY (never SECRET_KEY itself)."""
+    keys = [key.strip() for key in (value or "").split(",") if key.strip()]
+    if not keys:
+        return [derived_audit_key(secret_key)]
+    if any(len(key) < MIN_AUDIT_KEY_LENGTH for key in keys):
+        raise ConfigError(
+            f"every key in AUDIT_KEY must be at least {MIN_AUDIT_KEY_LENGTH} characters; use random values "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(32))')."
+        )
+    return keys
+
+
+def derived_audit_key(secret_key: str) -> str:
+    """The audit key used when AUDIT_KEY is unset: HMAC-SHA256 of a fixed label under SECRET_KEY."""
+    return hmac.new(secret_key.encode(), AUDIT_KEY_LABEL, hashlib.sha256).hexdigest()
 
 
 class Config:
@@ -50,6 +73,7 @@ class Config:
                 f"ADMIN_KEY must be at least {MIN_ADMIN_KEY_LENGTH} characters; use a random value "
                 "(python -c 'import secrets; print(secrets.token_urlsafe(32))')."
             )
+        self.AUDIT_KEYS = audit_keys(env.get("AUDIT_KEY"), self.SECRET_KEY)
         self.WEBHOOK_SECRETS = [s.strip() for s in env.get("WEBHOOK_SECRET", "").split(",") if s.strip()]
         self.PLANS_PROVIDER = env.get("PLANS_PROVIDER", "catalog")
         if self.PLANS_PROVIDER not in ("catalog", "stripe"):
@@ -130,6 +154,7 @@ class TestConfig(Config):
             env["DATABASE_URL"] = env["TEST_DATABASE_URL"]
         env.pop("ADMIN_KEY", None)
         env.pop("WEBHOOK_SECRET", None)
+        env.pop("AUDIT_KEY", None)
         super().__init__(env)
         self.SESSION_COOKIE_SECURE = False
         for name, value in overrides.items():

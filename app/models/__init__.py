@@ -5,7 +5,7 @@ from app.models.customers import Customer
 from app.models.events import AttemptTrigger, BillingEvent, EventAttempt, EventStatus
 from app.models.grace import GracePeriod, GraceStatus
 from app.models.idempotency import IdempotencyKey, IdempotencyState
-from app.models.keys import AdminKey, AdminSession, Role
+from app.models.keys import AdminKey, AdminSession, AuthFailureCount, Role
 from app.models.plans import CatalogState, Plan, PlanInterval
 from app.models.subscriptions import Subscription, SubscriptionStatus
 
@@ -14,6 +14,7 @@ __all__ = [
     "AdminSession",
     "AttemptTrigger",
     "AuditEntry",
+    "AuthFailureCount",
     "BillingEvent",
     "CatalogState",
     "Customer",

@@ -10,7 +10,8 @@ from app.extensions import db
 
 
 class AuditEntry(db.Model):
-    """Append-only record of a change. Rows form a hash chain; PostgreSQL refuses UPDATE/DELETE."""
+    """Append-only record of a change. Rows form an HMAC chain (app/services/audit.py); PostgreSQL refuses
+    UPDATE/DELETE/TRUNCATE."""
 
     __tablename__ = "billing_admin_audit"
     __table_args__ = (
@@ -18,7 +19,7 @@ class AuditEntry(db.Model):
         Index("ix_billing_admin_audit_actor_id", "actor", "id"),
         Index("ix_billing_admin_audit_action_id", "action", "id"),
         Index("ix_billing_admin_audit_created_at", "created_at"),
-        # Failed authentications from one address in the last minute (the audit quota, later the login limit).
+        # Failed authentications in a period (the audit log filtered by action and time).
         Index("ix_billing_admin_audit_action_created_at", "action", "created_at"),
     )
 
@@ -32,4 +33,8 @@ class AuditEntry(db.Model):
     after: Mapped[dict[str, Any] | None]
     context: Mapped[dict[str, Any]] = mapped_column(comment="request id, ip, user agent, channel")
     prev_hash: Mapped[str] = mapped_column(String(64), comment="hash of the previous row; zeros for the first")
-    hash: Mapped[str] = mapped_column(String(64), unique=True, comment="sha256 of canonical content + prev_hash")
+    hash: Mapped[str] = mapped_column(String(64), unique=True, comment="HMAC-SHA256 of canonical under key_id")
+    key_id: Mapped[str] = mapped_column(String(16), comment="which AUDIT_KEY signed the row: sha256(key)[:8]")
+    canonical: Mapped[str] = mapped_column(
+        Text, comment="the exact JSON text signed: id, content, prev_hash, key_id (ASCII)"
+    )

@@ -48,3 +48,18 @@ class AdminSession(db.Model):
     ended_at: Mapped[datetime | None]
 
     admin_key: Mapped[AdminKey] = relationship()
+
+
+class AuthFailureCount(db.Model):
+    """Failed authentications from one address (or `*`: audited ones from every address) in one minute.
+
+    Incremented atomically (INSERT ... ON CONFLICT DO UPDATE ... RETURNING), so the audit quota is exact under
+    concurrency without the audit chain's lock; a minute's rows are deleted once its summary is in the audit log.
+    """
+
+    __tablename__ = "auth_failure_counts"
+
+    address: Mapped[str] = mapped_column(String(64), primary_key=True, comment="client IP, normalised; * for all")
+    window_start: Mapped[datetime] = mapped_column(primary_key=True, comment="start of the minute counted")
+    failures: Mapped[int] = mapped_column(comment="failed authentications seen (audited or not)")
+    audited: Mapped[int] = mapped_column(comment="of those, how many have their own auth.failed row")

@@ -1,16 +1,25 @@
-"""The audit log: a hash chain written in the caller's transaction."""
+"""The audit log: an HMAC chain written in the caller's transaction.
+
+Each row is signed with HMAC-SHA256 under the first AUDIT_KEY (a secret the database does not hold). What is
+signed is the row's id, its content, the previous row's MAC and the key's id, as canonical JSON stored verbatim in
+`canonical`, so it reads back byte for byte whatever the database does to JSON. Without the key nobody can edit,
+forge, renumber or reorder a row unnoticed; a signed checkpoint kept elsewhere also shows rows cut from the end.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
 import hashlib
+import hmac
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Select, select, text
 from sqlalchemy.orm import Session
 
@@ -40,6 +49,10 @@ ACTIONS = (
 )
 # Any constant: the PostgreSQL advisory lock that serialises writers of the chain.
 _CHAIN_LOCK_ID = 0x62696C6C  # "bill"
+# Signed before a checkpoint's JSON, so a checkpoint's signature can never pass for a row's MAC or the reverse.
+_CHECKPOINT_LABEL = b"billops audit checkpoint v1\n"
+# Text neither database can store in a JSON or text column: NUL, and lone surrogates (not valid UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def record(
@@ -55,27 +68,67 @@ def record(
 ) -> AuditEntry:
     """Append an entry to the chain inside the caller's transaction (it commits or rolls back with the change)."""
     _lock_chain(session)
-    prev_hash = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
+    head = session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
     entry = AuditEntry(
+        # The id is chosen here, under the lock, because the MAC covers it.
+        id=head.id + 1 if head else 1,
         created_at=now.astimezone(UTC),
-        actor=actor.name,
-        action=action,
-        user_id=user_id,
-        reason=reason,
+        actor=to_json(actor.name),
+        action=to_json(action),
+        user_id=to_json(user_id),
+        reason=to_json(reason),
         before=to_json(before),
         after=to_json(after),
-        context=actor.context(),
-        prev_hash=prev_hash or GENESIS_HASH,
+        context=to_json(actor.context()),
+        prev_hash=head.hash if head else GENESIS_HASH,
     )
-    entry.hash = entry_hash(entry)
+    seal(entry, keyring())
     session.add(entry)
     session.flush()
     return entry
 
 
-def entry_hash(entry: AuditEntry) -> str:
-    """SHA-256 over a canonical JSON of the entry's content and the previous hash."""
-    content = {
+@dataclass(frozen=True)
+class Keyring:
+    """The audit keys by key id; the first of AUDIT_KEY signs, every one verifies."""
+
+    keys: dict[str, bytes]
+    signing_id: str
+
+    @classmethod
+    def of(cls, secrets: list[str]) -> Keyring:
+        return cls({key_id(secret): secret.encode() for secret in secrets}, key_id(secrets[0]))
+
+    def sign(self, message: bytes, with_key: str | None = None) -> str:
+        return hmac.new(self.keys[with_key or self.signing_id], message, hashlib.sha256).hexdigest()
+
+    def verifies(self, with_key: str, message: bytes, mac: str) -> bool:
+        return with_key in self.keys and hmac.compare_digest(self.sign(message, with_key), mac)
+
+
+def key_id(secret: str) -> str:
+    """A key's public name: the first 8 hex digits of its SHA-256."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+
+def keyring() -> Keyring:
+    return Keyring.of(current_app.config["AUDIT_KEYS"])
+
+
+def seal(entry: Any, ring: Keyring) -> None:
+    """Sign `entry` (id, content and prev_hash set) with the signing key: sets key_id, canonical and hash.
+
+    Migration 0002 seals the rows written before it with this too: changing what is signed breaks every row.
+    """
+    entry.key_id = ring.signing_id
+    entry.canonical = canonical_json(signed_content(entry))
+    entry.hash = ring.sign(entry.canonical.encode())
+
+
+def signed_content(entry: Any) -> dict[str, Any]:
+    """What a row's MAC covers, as the row's columns say it."""
+    return {
+        "id": entry.id,
         "created_at": entry.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
         "actor": entry.actor,
         "action": entry.action,
@@ -85,14 +138,30 @@ def entry_hash(entry: AuditEntry) -> str:
         "after": entry.after,
         "context": entry.context,
         "prev_hash": entry.prev_hash,
+        "key_id": entry.key_id,
     }
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    """One spelling of `value`: sorted keys, no spaces, ASCII only (storable and comparable byte for byte)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def to_json(value: Any) -> Any:
-    """`value` as plain JSON types, so what is stored is exactly what was hashed."""
-    return None if value is None else json.loads(json.dumps(value, default=_encode))
+    """`value` as plain JSON types, with text either database would refuse replaced by U+FFFD."""
+    if value is None:
+        return None
+    return _storable(json.loads(json.dumps(value, default=_encode, allow_nan=False)))
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    return value
 
 
 def _encode(value: Any) -> Any:
@@ -115,32 +184,138 @@ def _lock_chain(session: Session) -> None:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """The head of the chain at one moment, signed: kept outside the database, it shows rows cut from the end."""
+
+    last_id: int | None
+    head_hash: str
+    count: int
+    created_at: str
+    key_id: str
+    signature: str = ""
+
+    def message(self) -> bytes:
+        unsigned = {name: value for name, value in dataclasses.asdict(self).items() if name != "signature"}
+        return _CHECKPOINT_LABEL + canonical_json(unsigned).encode()
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str) -> Checkpoint:
+        """Parse what `to_json` wrote; ValueError saying why for anything else."""
+        try:
+            checkpoint = cls(**json.loads(raw))
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise ValueError(f"not an audit checkpoint ({exc})") from None
+        if not (
+            _is_int(checkpoint.count)
+            and (checkpoint.last_id is None or _is_int(checkpoint.last_id))
+            and all(isinstance(field, str) for field in (checkpoint.head_hash, checkpoint.created_at))
+            and all(isinstance(field, str) for field in (checkpoint.key_id, checkpoint.signature))
+        ):
+            raise ValueError("not an audit checkpoint (a field has the wrong type)")
+        return checkpoint
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
 class ChainReport:
+    """The outcome of a walk: how many rows held, the last of them, and the first problem if any."""
+
     checked: int
+    head_id: int | None = None
+    head_hash: str = GENESIS_HASH
     first_bad_id: int | None = None
     problem: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.first_bad_id is None
+        return self.problem is None
 
 
-def verify_chain(batch_size: int = 1000) -> ChainReport:
-    """Walk the chain oldest first; report the first row whose links or hash do not match."""
-    prev_hash = GENESIS_HASH
-    checked = 0
+def checkpoint(report: ChainReport, *, now: datetime) -> Checkpoint:
+    """A signed checkpoint of the head `report` verified."""
+    ring = keyring()
+    unsigned = Checkpoint(
+        report.head_id, report.head_hash, report.checked, now.astimezone(UTC).isoformat(), ring.signing_id
+    )
+    return dataclasses.replace(unsigned, signature=ring.sign(unsigned.message()))
+
+
+def verify_chain(expected: Checkpoint | None = None, *, batch_size: int = 1000) -> ChainReport:
+    """Walk the chain oldest first; report the first row whose link, MAC or columns do not hold.
+
+    With a checkpoint, also check its signature and that its head is still the chain's `count`-th row.
+    """
+    ring = keyring()
+    if expected is not None and not ring.verifies(expected.key_id, expected.message(), expected.signature):
+        return ChainReport(0, problem="the checkpoint's signature does not match under any AUDIT_KEY")
+    report = ChainReport(0)
     stmt = select(AuditEntry).order_by(AuditEntry.id)
-    rows = db.session.scalars(stmt.execution_options(yield_per=batch_size, populate_existing=True))
-    for entry in rows:
-        if entry.prev_hash != prev_hash:
-            return ChainReport(
-                checked, entry.id, "prev_hash does not match the previous row's hash (a row is missing or moved)"
-            )
-        if entry_hash(entry) != entry.hash:
-            return ChainReport(checked, entry.id, "content does not match its hash (the row was edited)")
-        prev_hash = entry.hash
-        checked += 1
-    return ChainReport(checked)
+    for entry in db.session.scalars(stmt.execution_options(yield_per=batch_size, populate_existing=True)):
+        position = report.checked + 1
+        problem = _row_problem(entry, report.head_hash, ring) or _checkpoint_problem(entry, position, expected)
+        if problem:
+            return dataclasses.replace(report, first_bad_id=entry.id, problem=problem)
+        report = ChainReport(report.checked + 1, entry.id, entry.hash)
+    if expected is not None and expected.count > report.checked:
+        return dataclasses.replace(
+            report,
+            first_bad_id=expected.last_id,
+            problem=f"the checkpoint's head row {expected.last_id} is gone: the chain ends after "
+            f"{report.checked} of the checkpoint's {expected.count} rows (rows were removed from its end)",
+        )
+    return report
+
+
+def _row_problem(entry: AuditEntry, prev_hash: str, ring: Keyring) -> str | None:
+    if entry.prev_hash != prev_hash:
+        return "prev_hash does not match the previous row's hash (a row is missing or moved)"
+    if entry.key_id not in ring.keys:
+        return f"it names key {entry.key_id!r}, which is not in AUDIT_KEY (a forged row, or a key dropped too early)"
+    if not ring.verifies(entry.key_id, entry.canonical.encode(), entry.hash):
+        return "its MAC does not match (the row was edited or forged)"
+    signed, stored = json.loads(entry.canonical), signed_content(entry)
+    changed = [name for name in signed if not _same(signed[name], stored.get(name))]
+    if changed:
+        return f"the row was edited: {', '.join(changed)} no longer as signed"
+    return None
+
+
+def _checkpoint_problem(entry: AuditEntry, position: int, expected: Checkpoint | None) -> str | None:
+    if expected is None or position != expected.count:
+        return None
+    if (entry.id, entry.hash) != (expected.last_id, expected.head_hash):
+        return (
+            f"row {entry.id} is now row number {expected.count} of the chain, where the checkpoint has row "
+            f"{expected.last_id} with hash {expected.head_hash[:12]}... (rows were removed or replaced)"
+        )
+    return None
+
+
+def _same(signed: Any, stored: Any) -> bool:
+    """Whether a column read back holds the JSON value that was signed.
+
+    Exact, except that a float may come back from PostgreSQL's JSONB respelled (1e16 as 10000000000000000).
+    """
+    if isinstance(signed, dict):
+        return (
+            isinstance(stored, dict)
+            and signed.keys() == stored.keys()
+            and all(_same(signed[key], stored[key]) for key in signed)
+        )
+    if isinstance(signed, list):
+        return isinstance(stored, list) and len(signed) == len(stored) and all(map(_same, signed, stored))
+    if isinstance(signed, float) and isinstance(stored, int | float) and not isinstance(stored, bool):
+        try:
+            return float(stored) == signed
+        except OverflowError:
+            return False
+    return type(signed) is type(stored) and signed == stored
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, delete, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.extensions import db
-from app.models.audit import AuditEntry
-from app.models.keys import AdminKey, AdminSession, Role
+from app.models.keys import AdminKey, AdminSession, AuthFailureCount, Role
 from app.services import audit
-from app.services.actor import Actor
+from app.services.actor import Actor, Channel
 from app.services.errors import AuthRequired, Conflict, InvalidInput, NotFound
 from app.services.permissions import Permission, require
 from app.services.uow import unit_of_work
@@ -28,9 +32,11 @@ BOOTSTRAP_LABEL = "(ADMIN_KEY)"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # last_used_at is a hint, not an audit: write it at most this often per key.
 _LAST_USED_PRECISION = timedelta(minutes=1)
-# Failed authentications are audited, but no more than this many per address per window.
-AUTH_FAILURE_WINDOW = timedelta(minutes=1)
-AUTH_FAILURES_AUDITED_PER_WINDOW = 10
+# Failed authentications are counted per minute; each is audited within two quotas a minute, one per client
+# address and one overall (so many addresses cannot flood the log either). What they keep out is summarised.
+AUTH_FAILURES_AUDITED_PER_ADDRESS = 10
+AUTH_FAILURES_AUDITED_OVERALL = 30
+ALL_ADDRESSES = "*"  # the overall counter's key; no normalised address looks like it
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,12 @@ def generate_secret() -> str:
 
 def hash_secret(secret: str) -> str:
     """SHA-256 is enough: keys carry 256 bits of entropy, so there is nothing to brute-force slowly."""
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return hashlib.sha256(_utf8(secret)).hexdigest()
+
+
+def _utf8(secret: str) -> bytes:
+    """A presented secret as bytes; a lone surrogate (no real key has one) must fail the lookup, not crash it."""
+    return secret.encode("utf-8", "surrogatepass")
 
 
 def create_key(name: str, role: Role | str, *, actor: Actor, now: datetime) -> CreatedKey:
@@ -129,7 +140,7 @@ def authenticate(secret: str | None, *, bootstrap_secret: str | None, origin: Ac
     if not secret:
         raise AuthRequired("Send an admin key in the X-Admin-Key header.")
     digest = hash_secret(secret)
-    if bootstrap_secret and hmac.compare_digest(secret.encode(), bootstrap_secret.encode()):
+    if bootstrap_secret and hmac.compare_digest(_utf8(secret), _utf8(bootstrap_secret)):
         key = register_bootstrap_key(secret, actor=replace(origin, name=BOOTSTRAP_NAME, role=Role.ADMIN), now=now)
     else:
         key = db.session.scalar(select(AdminKey).where(AdminKey.key_hash == digest))
@@ -176,28 +187,117 @@ def register_bootstrap_key(secret: str, *, actor: Actor, now: datetime) -> Admin
 
 
 def record_auth_failure(actor: Actor, reason: str, *, now: datetime) -> bool:
-    """Audit a failed authentication from `actor.ip`, unless that address already has its quota this minute."""
+    """Count a failed authentication from `actor.ip` and audit it if both quotas allow; True when audited.
+
+    Failures beyond a quota are counted, not lost: once their minute is over, `flush_auth_failures` (run first
+    here, and by the worker) writes how many there were, so an attacker can neither flood the log nor hide in it.
+    """
+    flush_auth_failures(now)
+    window, address = _window(now), _address(actor.ip)
     with unit_of_work() as session:
-        if recent_auth_failures(actor.ip, now=now) >= AUTH_FAILURES_AUDITED_PER_WINDOW:
-            return False
-        audit.record(session, actor, "auth.failed", None, None, None, now=now, reason=reason)
-    return True
+        # Lock order, here and in the flush: the address's counter, then the overall one, then the audit chain.
+        audited = (
+            _count_failure(session, address, window) <= AUTH_FAILURES_AUDITED_PER_ADDRESS
+            and _count_failure(session, ALL_ADDRESSES, window) <= AUTH_FAILURES_AUDITED_OVERALL
+        )
+        if audited:
+            session.execute(
+                update(AuthFailureCount)
+                .where(AuthFailureCount.address.in_([address, ALL_ADDRESSES]), AuthFailureCount.window_start == window)
+                .values(audited=AuthFailureCount.audited + 1)
+            )
+            audit.record(session, actor, "auth.failed", None, None, None, now=now, reason=reason)
+    return audited
 
 
-def recent_auth_failures(ip: str | None, *, now: datetime) -> int:
-    """How many failed authentications from `ip` were audited in the last window."""
+def failures_in_window(ip: str | None, now: datetime) -> int:
+    """Failed authentications from `ip` in the current minute, audited or not, counted by every process."""
     return (
         db.session.scalar(
-            select(func.count())
-            .select_from(AuditEntry)
-            .where(
-                AuditEntry.action == "auth.failed",
-                AuditEntry.created_at > now - AUTH_FAILURE_WINDOW,
-                AuditEntry.context["ip"].as_string() == ip,
+            select(AuthFailureCount.failures).where(
+                AuthFailureCount.address == _address(ip), AuthFailureCount.window_start == _window(now)
             )
         )
         or 0
     )
+
+
+def flush_auth_failures(now: datetime) -> int:
+    """Audit what the quotas kept out of the log in minutes that are over; returns the summary rows written.
+
+    One `auth.failed` row per address that had rows of its own, and one for the addresses the overall quota
+    kept out entirely, each with `after: {"suppressed": n, "window_start": ...}`. The counters are then deleted.
+    """
+    with unit_of_work() as session:
+        closed = (
+            select(AuthFailureCount.address, AuthFailureCount.window_start)
+            .where(AuthFailureCount.window_start < _window(now))
+            .order_by(AuthFailureCount.address == ALL_ADDRESSES, AuthFailureCount.address)
+            .with_for_update()
+        )
+        counts = session.execute(
+            delete(AuthFailureCount)
+            .where(tuple_(AuthFailureCount.address, AuthFailureCount.window_start).in_(closed))
+            .returning(*AuthFailureCount.__table__.columns)
+            .execution_options(synchronize_session=False)
+        )
+        summaries = _suppressed(counts)
+        in_order = sorted(summaries.items(), key=lambda item: (item[0][1], item[0][0] == ALL_ADDRESSES, item[0][0]))
+        for (address, window), (suppressed, addresses) in in_order:
+            _audit_suppressed(session, address, window, suppressed, addresses, now=now)
+    return len(summaries)
+
+
+def _suppressed(counts: Iterable[Row]) -> dict[tuple[str, datetime], tuple[int, int]]:
+    """(address, minute) → (failures not audited, addresses they came from); ALL_ADDRESSES gathers those
+    that the overall quota kept out entirely, so there are at most AUTH_FAILURES_AUDITED_OVERALL + 1 a minute."""
+    summaries: dict[tuple[str, datetime], tuple[int, int]] = {}
+    for count in counts:
+        if count.address == ALL_ADDRESSES or count.failures == count.audited:
+            continue
+        key = (count.address if count.audited else ALL_ADDRESSES, count.window_start)
+        suppressed, addresses = summaries.get(key, (0, 0))
+        summaries[key] = (suppressed + count.failures - count.audited, addresses + 1)
+    return summaries
+
+
+def _audit_suppressed(
+    session: Session, address: str, window: datetime, suppressed: int, addresses: int, *, now: datetime
+) -> None:
+    after = {"suppressed": suppressed, "window_start": window}
+    if address == ALL_ADDRESSES:
+        after["addresses"] = addresses
+        ip, source = None, f"{addresses} addresses that had no row of their own (overall quota)"
+    else:
+        ip, source = address, f"{address} beyond its quota"
+    actor = Actor(name="anonymous", role=Role.VIEWER, channel=Channel.WORKER, ip=ip)
+    reason = f"{suppressed} more failed authentications from {source} in the minute from {window:%H:%M}Z"
+    audit.record(session, actor, "auth.failed", None, None, after, now=now, reason=reason)
+
+
+def _count_failure(session: Session, address: str, window: datetime) -> int:
+    """Add one failure to a counter and return the new count, atomically (the row stays locked until commit)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(AuthFailureCount).values(address=address, window_start=window, failures=1, audited=0)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[AuthFailureCount.address, AuthFailureCount.window_start],
+        set_={"failures": AuthFailureCount.failures + 1},
+    )
+    return session.scalar(stmt.returning(AuthFailureCount.failures))
+
+
+def _window(now: datetime) -> datetime:
+    """The start of the minute `now` falls in (the quotas' window)."""
+    return now.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _address(ip: str | None) -> str:
+    """The counter's key for a client address: normalised, so one address has one counter; never ALL_ADDRESSES."""
+    try:
+        return str(ipaddress.ip_address(ip or ""))[:64]
+    except ValueError:
+        return "unknown"
 
 
 def _new_key(name: str, role: Role, secret: str, now: datetime) -> AdminKey:

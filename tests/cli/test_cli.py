@@ -1,3 +1,5 @@
+import json
+
 from sqlalchemy import select, text
 
 from app.models import AdminKey, AuditEntry, Customer
@@ -64,10 +66,43 @@ def test_audit_verify_passes_on_an_intact_chain(runner):
     assert result.exit_code == 0 and "audit chain intact" in result.output
 
 
-def test_audit_verify_fails_naming_an_edited_row(runner, tx, sqlite_only):
+def test_audit_verify_fails_naming_an_edited_row(runner, tx, tamper):
     invoke(runner, "billing", "demo-data")
     row = tx.scalar(select(AuditEntry.id).where(AuditEntry.user_id == "user-bob").limit(1))
-    tx.execute(text("UPDATE billing_admin_audit SET reason = 'nothing to see' WHERE id = :id"), {"id": row})
+    with tamper() as session:
+        session.execute(text("UPDATE billing_admin_audit SET reason = 'nothing to see' WHERE id = :id"), {"id": row})
     result = runner.invoke(args=["billing", "audit-verify"])
     assert result.exit_code == 1
     assert f"broken at row {row}" in result.output
+
+
+def test_a_checkpoint_verifies_until_the_newest_row_is_cut(runner, tx, tamper, tmp_path):
+    invoke(runner, "billing", "demo-data")
+    printed = invoke(runner, "billing", "audit-checkpoint").output.splitlines()
+    assert len(printed) == 1 and set(json.loads(printed[0])) == {
+        "last_id",
+        "head_hash",
+        "count",
+        "created_at",
+        "key_id",
+        "signature",
+    }
+    kept = tmp_path / "checkpoint.jsonl"
+    kept.write_text(printed[0] + "\n")
+    result = invoke(runner, "billing", "audit-verify", "--checkpoint", str(kept))
+    assert result.exit_code == 0 and "checkpoint holds" in result.output
+
+    newest = json.loads(printed[0])["last_id"]
+    with tamper() as session:
+        session.execute(text("DELETE FROM billing_admin_audit WHERE id = :id"), {"id": newest})
+    result = runner.invoke(args=["billing", "audit-verify", "--checkpoint", str(kept)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"audit chain broken at row {newest}: the checkpoint's head row {newest} is gone")
+
+
+def test_audit_verify_refuses_a_file_that_is_not_a_checkpoint(runner, tmp_path):
+    junk = tmp_path / "junk"
+    junk.write_text("not json")
+    result = runner.invoke(args=["billing", "audit-verify", "--checkpoint", str(junk)])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "not an audit checkpoint" in result.output

@@ -64,22 +64,24 @@ def test_a_service_whose_audit_write_fails_changes_nothing(tx, cli_actor, monkey
     assert tx.scalar(select(AdminKey).where(AdminKey.name == "no-audit-no-key")) is None
 
 
-def test_verify_names_the_first_edited_row(tx, cli_actor, sqlite_only):
+def test_verify_names_the_first_edited_row(tx, cli_actor, tamper):
     _record(cli_actor)
     edited = _record(cli_actor)
     _record(cli_actor)
-    tx.execute(text("UPDATE billing_admin_audit SET after = '{\"credits\": 999999}' WHERE id = :id"), {"id": edited.id})
+    with tamper() as session:
+        session.get(AuditEntry, edited.id).after = {"credits": 999999}
     report = audit.verify_chain()
     assert not report.ok
     assert report.first_bad_id == edited.id
     assert "edited" in report.problem
 
 
-def test_verify_notices_a_deleted_row(tx, cli_actor, sqlite_only):
+def test_verify_notices_a_deleted_row(tx, cli_actor, tamper):
     _record(cli_actor)
     deleted = _record(cli_actor)
     after = _record(cli_actor)
-    tx.execute(text("DELETE FROM billing_admin_audit WHERE id = :id"), {"id": deleted.id})
+    with tamper() as session:
+        session.execute(text("DELETE FROM billing_admin_audit WHERE id = :id"), {"id": deleted.id})
     report = audit.verify_chain()
     assert report.first_bad_id == after.id
     assert "missing" in report.problem

@@ -5,7 +5,7 @@ from app import clock
 from app.extensions import db
 from app.models import AdminKey, AuditEntry
 from app.models.keys import Role
-from app.services import keys, sessions
+from app.services import audit, keys, sessions
 from app.services.actor import Actor, Channel
 from app.services.errors import AuthRequired, Conflict, InvalidInput, NotFound, PermissionDenied
 from tests.conftest import ORIGIN
@@ -128,13 +128,50 @@ def test_a_revoked_bootstrap_key_stays_revoked(tx, cli_actor, frozen_clock):
         keys.authenticate(secret, bootstrap_secret=secret, origin=ORIGIN, now=frozen_clock.now)
 
 
-def test_failed_authentications_are_audited_up_to_a_quota_per_address(tx, frozen_clock):
-    attacker = Actor(name="anonymous", role=Role.VIEWER, channel=Channel.API, ip="203.0.113.7")
-    written = [keys.record_auth_failure(attacker, "unknown key", now=frozen_clock.now) for _ in range(12)]
+def _from(ip, user_agent=None):
+    return Actor(name="anonymous", role=Role.VIEWER, channel=Channel.API, ip=ip, user_agent=user_agent)
+
+
+def test_failures_beyond_the_quota_of_an_address_are_summarised_once_the_minute_is_over(tx, frozen_clock):
+    minute = frozen_clock.now
+    written = [keys.record_auth_failure(_from("203.0.113.7"), "unknown key", now=minute) for _ in range(12)]
     assert written == [True] * 10 + [False] * 2
-    other = Actor(name="anonymous", role=Role.VIEWER, channel=Channel.API, ip="198.51.100.1")
-    assert keys.record_auth_failure(other, "unknown key", now=frozen_clock.now)
+    assert keys.record_auth_failure(_from("198.51.100.1"), "unknown key", now=minute)
+    assert keys.failures_in_window("203.0.113.7", minute) == 12
+    assert len(_audit("auth.failed")) == 11
+
     frozen_clock.advance(minutes=1, seconds=1)
-    assert keys.record_auth_failure(attacker, "unknown key", now=frozen_clock.now)
-    assert keys.recent_auth_failures("203.0.113.7", now=frozen_clock.now) == 1
-    assert len(_audit("auth.failed")) == 12
+    assert keys.record_auth_failure(_from("203.0.113.7"), "unknown key", now=frozen_clock.now)
+    assert keys.failures_in_window("203.0.113.7", frozen_clock.now) == 1
+    *_, summary, fresh = _audit("auth.failed")
+    assert summary.after == {"suppressed": 2, "window_start": minute.isoformat()}
+    assert summary.context["ip"] == "203.0.113.7"
+    assert "2 more failed authentications from 203.0.113.7" in summary.reason
+    assert fresh.after is None and fresh.created_at == frozen_clock.now
+    assert len(_audit("auth.failed")) == 13
+
+
+def test_an_overall_quota_bounds_the_rows_many_addresses_can_write(tx, frozen_clock):
+    minute = frozen_clock.now
+    for n in range(40):
+        keys.record_auth_failure(_from(f"198.51.100.{n}"), "unknown key", now=minute)
+    for _ in range(3):  # an address that had a row of its own is summarised on its own
+        keys.record_auth_failure(_from("198.51.100.0"), "unknown key", now=minute)
+    assert len(_audit("auth.failed")) == keys.AUTH_FAILURES_AUDITED_OVERALL == 30
+
+    assert keys.flush_auth_failures(frozen_clock.advance(minutes=1)) == 2
+    assert keys.flush_auth_failures(frozen_clock.now) == 0  # written once
+    summaries = [entry for entry in _audit("auth.failed") if entry.after]
+    assert [(s.context["ip"], s.after) for s in summaries] == [
+        ("198.51.100.0", {"suppressed": 3, "window_start": minute.isoformat()}),
+        (None, {"suppressed": 10, "addresses": 10, "window_start": minute.isoformat()}),
+    ]
+
+
+def test_a_nul_or_lone_surrogate_in_the_user_agent_or_the_key_still_gets_its_row(tx, frozen_clock):
+    with pytest.raises(AuthRequired):
+        keys.authenticate("bok_\x00\ud800", bootstrap_secret="bok_\udfff", origin=ORIGIN, now=frozen_clock.now)
+    assert keys.record_auth_failure(_from("192.0.2.1", "scan\x00ner\ud800"), "unknown key", now=frozen_clock.now)
+    [entry] = _audit("auth.failed")
+    assert entry.context["user_agent"] == "scan\ufffdner\ufffd"
+    assert audit.verify_chain().ok

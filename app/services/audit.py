@@ -30,6 +30,23 @@ from app.services.pagination import Page, keyset_page
 from app.services.permissions import Permission, require
 
 GENESIS_HASH = "0" * 64
+# Every action the log records (PRODUCT.md, "audit entry").
+ACTIONS = (
+    "entitlements.override",
+    "grace.reset",
+    "grace.start",
+    "grace.resolve",
+    "grace.expire",
+    "subscription.update",
+    "webhook.replay",
+    "plans.sync",
+    "reconcile.apply",
+    "admin_key.create",
+    "admin_key.revoke",
+    "auth.failed",
+    "console.login",
+    "console.logout",
+)
 # Any constant: the PostgreSQL advisory lock that serialises writers of the chain.
 _CHAIN_LOCK_ID = 0x62696C6C  # "bill"
 # Signed before a checkpoint's JSON, so a checkpoint's signature can never pass for a row's MAC or the reverse.

@@ -7,10 +7,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt clean
+.PHONY: help run test screenshots lint fmt clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,8 @@ run: $(VENV)/.installed .env ## Migrate the embedded SQLite database, load demo 
 	$(FLASK) db upgrade
 	$(FLASK) billing demo-data
 	@echo
-	@echo "  billops is at http://localhost:$(PORT)/  (API reference: http://localhost:$(PORT)/docs)"
+	@echo "  console: http://localhost:$(PORT)/  (sign in with the demo admin key below)"
+	@echo "  API reference: http://localhost:$(PORT)/docs"
 	@echo "  demo admin key: $$(sed -n 's/^ADMIN_KEY=//p' .env)"
 	@echo "  try: curl -H \"X-Admin-Key: $$(sed -n 's/^ADMIN_KEY=//p' .env)\" http://localhost:$(PORT)/v1/admin/billing/subscriptions/user-alice"
 	@echo
@@ -38,6 +39,9 @@ run: $(VENV)/.installed .env ## Migrate the embedded SQLite database, load demo 
 
 test: $(VENV)/.installed ## Run the whole suite (TEST_DATABASE_URL=postgresql://... for PostgreSQL)
 	$(BIN)/pytest
+
+screenshots: $(VENV)/.installed ## Refresh docs/screenshots/ by running the console's browser tests
+	BILLOPS_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/browser/test_console.py
 
 lint: $(VENV)/.installed ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, cli, errors, extensions, input_guard, meta, observability
+from app import api, cli, console, errors, extensions, input_guard, meta, observability
 from app.config import Config
 from app.openapi import RestApi
 
@@ -24,6 +24,7 @@ def create_app(config: Config | None = None) -> Flask:
     rest_api.register_blueprint(api.bp)
     rest_api.register_blueprint(api.webhooks_bp)
     app.register_blueprint(meta.pages)
+    app.register_blueprint(console.bp)
     extensions.csrf.exempt(api.bp)  # the key travels in a header: there is no cookie to forge
     extensions.csrf.exempt(api.webhooks_bp)  # the provider signs its body; there is no session
     errors.init_app(app)

@@ -52,5 +52,5 @@ def docs():
 
 @pages.route("/")
 def index():
-    """Until the console exists, the front door is the API reference."""
-    return redirect(url_for("pages.docs"))
+    """The front door is the console (which asks for a sign-in first)."""
+    return redirect(url_for("console.dashboard"))

@@ -1,4 +1,5 @@
-"""The retry worker: runs due webhook retries, takes over stranded events, expires grace periods.
+"""The retry worker: runs due webhook retries, takes over stranded events, expires grace periods, and keeps house
+(summarises suppressed failed authentications, purges expired idempotency keys).
 
 `flask --app wsgi billing worker` loops until SIGTERM (or SIGINT), then finishes its batch and exits 0;
 `--once` drains what is due now and exits. Any number of workers may share one PostgreSQL database.
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from app import clock
 from app.extensions import db
-from app.services import grace, webhooks
+from app.services import grace, idempotency, keys, webhooks
 from app.services.actor import Actor
 from app.services.webhooks import EventResult
 
@@ -27,6 +28,14 @@ IDLE_SECONDS = 5.0  # wait when nothing was due
 class RoundReport:
     events: list[EventResult] = field(default_factory=list)
     expired_grace: list[str] = field(default_factory=list)
+    auth_summaries: int = 0  # `auth.failed` summary rows written for minutes that are over
+    idempotency_keys_purged: int = 0
+
+    def add(self, other: RoundReport) -> None:
+        self.events += other.events
+        self.expired_grace += other.expired_grace
+        self.auth_summaries += other.auth_summaries
+        self.idempotency_keys_purged += other.idempotency_keys_purged
 
 
 class RetryWorker:
@@ -41,11 +50,14 @@ class RetryWorker:
         self._stop.set()
 
     def run_round(self) -> RoundReport:
-        """One batch of due events, then the grace periods whose end has passed, at the clock's current time."""
+        """One batch of due events, then the grace periods whose end has passed and the housekeeping, at the
+        clock's current time."""
         now = clock.utcnow()
         try:
             events = webhooks.drain_due(grace_days=self.grace_days, now=now, limit=self.batch_size)
             expired = grace.expire_grace_periods(actor=Actor.worker(), now=now)
+            summaries = keys.flush_auth_failures(now)
+            purged = idempotency.purge_expired_idempotency_keys(now)
         finally:
             # A round is the worker's request: end its session, so the events it loaded do not pile up (and get
             # expired again at every later commit) over a long drain.
@@ -54,15 +66,14 @@ class RetryWorker:
             log.info("event %s: %s%s", result.event_id, result.status, f" ({result.error})" if result.error else "")
         for user_id in expired:
             log.info("grace period of %s expired", user_id)
-        return RoundReport(events, expired)
+        return RoundReport(events, expired, summaries, purged)
 
     def drain(self) -> RoundReport:
         """Run rounds until one finds less than a full batch: everything due now is done."""
         total = RoundReport()
         while True:
             report = self.run_round()
-            total.events += report.events
-            total.expired_grace += report.expired_grace
+            total.add(report)
             if len(report.events) < self.batch_size:
                 return total
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import flask_migrate
 import pytest
@@ -20,6 +22,7 @@ from app.models.keys import Role
 from app.services import keys
 from app.services.actor import Actor, Channel
 from tests import factories
+from tests.fake_stripe import fake_stripe  # noqa: F401  (a fixture for every test)
 
 
 @pytest.fixture(scope="session")
@@ -43,25 +46,6 @@ def migrated_database(test_env) -> str:
     return test_env["TEST_DATABASE_URL"]
 
 
-@pytest.fixture
-def own_database(test_env, tmp_path):
-    """The URL of a new, empty database on the same server as the suite's, dropped afterwards."""
-    url = make_url(database_uri(test_env["TEST_DATABASE_URL"], tmp_path))
-    if url.get_backend_name() == "sqlite":
-        yield f"sqlite:///{tmp_path / 'chain.db'}"
-        return
-    name = f"billops_chain_{uuid.uuid4().hex[:12]}"
-    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with server.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        server.dispose()
-
-
 def build_app(test_env: dict[str, str], **overrides):
     """A test app on the migrated database; SQLite gets working SAVEPOINTs."""
     app = create_app(TestConfig(test_env, **overrides))
@@ -69,6 +53,35 @@ def build_app(test_env: dict[str, str], **overrides):
         if db.engine.dialect.name == "sqlite":
             _enable_sqlite_savepoints(db.engine)
     return app
+
+
+@contextmanager
+def fresh_database(test_env: dict[str, str], directory: Path, name: str) -> Iterator[str]:
+    """The URL of a new, empty database beside the suite's (a SQLite file, or a PostgreSQL database dropped after).
+
+    For tests that need real commits: PostgreSQL refuses to delete audit rows, so they cannot be cleaned up.
+    """
+    url = make_url(database_uri(test_env["TEST_DATABASE_URL"], directory))
+    if url.get_backend_name() == "sqlite":
+        yield f"sqlite:///{directory / f'{name}.db'}"
+        return
+    database = f"billops_{name}_{uuid.uuid4().hex[:12]}"
+    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{database}"'))
+    try:
+        yield url.set(database=database).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+        server.dispose()
+
+
+@pytest.fixture
+def own_database(test_env, tmp_path):
+    """The URL of a new, empty database on the same server as the suite's, dropped afterwards."""
+    with fresh_database(test_env, tmp_path, "own") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

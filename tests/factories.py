@@ -10,7 +10,17 @@ from sqlalchemy import select
 
 from app import clock
 from app.extensions import db
-from app.models import Customer, GracePeriod, GraceStatus, Plan, PlanInterval, Subscription, SubscriptionStatus
+from app.models import (
+    BillingEvent,
+    Customer,
+    EventStatus,
+    GracePeriod,
+    GraceStatus,
+    Plan,
+    PlanInterval,
+    Subscription,
+    SubscriptionStatus,
+)
 
 _counter = itertools.count(1)
 
@@ -79,7 +89,21 @@ class GracePeriodFactory(_BelongsToCustomer):
     class Meta:
         model = GracePeriod
 
-    starts_at = factory.LazyFunction(clock.utcnow)
+    # Not LazyFunction(clock.utcnow): that would keep the real clock when a test freezes `clock.utcnow`.
+    starts_at = factory.LazyFunction(lambda: clock.utcnow())
     ends_at = factory.LazyFunction(lambda: clock.utcnow() + timedelta(days=7))
     status = GraceStatus.ACTIVE
     reason = "card declined"
+
+
+class BillingEventFactory(_Factory):
+    class Meta:
+        model = BillingEvent
+
+    event_id = factory.Sequence(lambda n: f"evt_test{n:08d}")
+    type = "invoice.payment_failed"
+    user_id = None
+    payload = factory.LazyAttribute(lambda event: {"id": event.event_id, "type": event.type, "data": {"object": {}}})
+    status = EventStatus.PROCESSED
+    created_at = factory.LazyFunction(lambda: clock.utcnow())
+    received_at = factory.LazyFunction(lambda: clock.utcnow())

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import logging
-from collections.abc import Iterator
-
-from flask import Response, request, stream_with_context
+from flask import request
 from flask.views import MethodView
 
-from app import clock
 from app.api.blueprint import bp
+from app.audit_csv import csv_response
 from app.auth import current_actor
-from app.models.audit import AuditEntry
-from app.observability import REQUEST_ID_HEADER, request_id
 from app.schemas.audit import AuditPage, AuditQuery
 from app.services import audit
-
-log = logging.getLogger(__name__)
-CSV_COLUMNS = ("id", "created_at", "actor", "action", "user_id", "reason", "before", "after", "context")
-# A cell a spreadsheet would run as a formula is prefixed with a quote.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @bp.route("/audit")
@@ -35,65 +22,9 @@ class AuditLog(MethodView):
         limit, after, fmt = args.pop("limit"), args.pop("cursor", None), args.pop("format", None)
         filters = audit.AuditFilter(**args)
         if fmt == "csv" or (fmt is None and _accepts_csv()):
-            return _csv_response(audit.iter_entries(filters, actor=current_actor()))
+            return csv_response(audit.iter_entries(filters, actor=current_actor()))
         return audit.list_entries(filters, actor=current_actor(), after=after, limit=limit)
 
 
 def _accepts_csv() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
-
-
-def _csv_response(entries: Iterator[AuditEntry]) -> Response:
-    """`entries` has run its first query already, so a failure up to there was an ordinary problem."""
-    filename = f"billops-audit-{clock.utcnow():%Y%m%dT%H%M%SZ}.csv"
-    response = Response(stream_with_context(_finish_visibly(_csv_lines(entries))), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
-def _csv_lines(entries: Iterator[AuditEntry]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for entry in entries:
-        writer.writerow(_csv_row(entry))
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
-
-
-def _finish_visibly(lines: Iterator[str]) -> Iterator[str]:
-    """Stream the lines; a failure once bytes are out ends the file with a line saying it is incomplete."""
-    try:
-        yield from lines
-    except Exception:
-        log.exception("audit CSV export failed after streaming started")
-        yield (
-            f"# EXPORT INCOMPLETE: an error stopped the export here; rows after this point are missing. "
-            f"Quote {REQUEST_ID_HEADER} {request_id()} if you report it.\r\n"
-        )
-
-
-def _csv_row(entry: AuditEntry) -> list[str]:
-    values = [
-        entry.id,
-        entry.created_at.isoformat(),
-        entry.actor,
-        entry.action,
-        entry.user_id,
-        entry.reason,
-        _json(entry.before),
-        _json(entry.after),
-        _json(entry.context),
-    ]
-    return [_cell(value) for value in values]
-
-
-def _json(value) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True)
-
-
-def _cell(value) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text

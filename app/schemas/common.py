@@ -43,6 +43,15 @@ class Timestamp(fields.AwareDateTime):
             raise ValidationError("Must be between 0001-01-01 and 9999-12-31 once converted to UTC.") from None
 
 
+def encode_cursor(key: tuple[Any, ...], *, scope: str) -> str:
+    """The opaque, signed `cursor` of list `scope` for the page after the sort key `key` (what `Cursor` reads)."""
+    return _serializer(scope).dumps([v.isoformat() if isinstance(v, datetime) else v for v in key])
+
+
+def _serializer(scope: str) -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=f"billops.cursor.{scope}")
+
+
 class Cursor(fields.String):
     """An opaque keyset cursor: the sort key of the last item seen, signed for one list.
 
@@ -57,20 +66,15 @@ class Cursor(fields.String):
         self.types = types
         self.scope = scope
 
-    def _serializer(self) -> URLSafeSerializer:
-        return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=f"billops.cursor.{self.scope}")
-
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        if value is None:
-            return None
-        return self._serializer().dumps([v.isoformat() if isinstance(v, datetime) else v for v in value])
+        return None if value is None else encode_cursor(value, scope=self.scope)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[Any, ...]:
         token = super()._deserialize(value, attr, data, **kwargs)
         try:
             if len(token) > MAX_CURSOR_LENGTH:
                 raise ValueError
-            plain = self._serializer().loads(token)
+            plain = _serializer(self.scope).loads(token)
             if not isinstance(plain, list) or len(plain) != len(self.types):
                 raise ValueError
             return tuple(_cursor_value(kind, item) for kind, item in zip(self.types, plain, strict=True))

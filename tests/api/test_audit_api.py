@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.api import audit as api_audit
+from app import audit_csv
 from app.services import audit
 from app.services.actor import Actor
 from app.services.uow import unit_of_work
@@ -186,7 +186,7 @@ def test_a_csv_export_spanning_several_batches_streams_every_row(api, entries, m
 def test_a_csv_export_failing_midway_ends_with_a_line_saying_it_is_incomplete(api, entries, monkeypatch, caplog):
     client = api("viewer")
     entries()
-    real_row, calls = api_audit._csv_row, []
+    real_row, calls = audit_csv._csv_row, []
 
     def row_then_fail(entry):
         calls.append(entry.id)
@@ -194,7 +194,7 @@ def test_a_csv_export_failing_midway_ends_with_a_line_saying_it_is_incomplete(ap
             raise RuntimeError("connection lost")
         return real_row(entry)
 
-    monkeypatch.setattr(api_audit, "_csv_row", row_then_fail)
+    monkeypatch.setattr(audit_csv, "_csv_row", row_then_fail)
     resp = client.get(URL, query_string={"format": "csv"}, headers={"X-Request-ID": "export-7"})
     assert resp.status_code == 200
     lines = resp.get_data(as_text=True).splitlines()

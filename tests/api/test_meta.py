@@ -111,9 +111,9 @@ def test_the_docs_page_loads_only_local_assets(client):
         assert client.get(source).status_code == 200, source
 
 
-def test_the_root_leads_to_the_docs(client):
+def test_the_root_leads_to_the_console(client):
     resp = client.get("/")
-    assert resp.status_code == 302 and resp.headers["Location"].endswith("/docs")
+    assert resp.status_code == 302 and resp.headers["Location"] == "/admin/"
 
 
 def test_every_answer_carries_security_headers_and_a_request_id(client):

@@ -4,7 +4,9 @@ Only /usr/bin/chromium is used (never a browser Playwright downloads). Without i
 skipped on a workstation, but fail when CI is set: a CI run must not pass by skipping them silently.
 
 The live server runs in another thread, outside the suite's rolled-back transaction (`tx`), so browser tests
-only read public pages; anything they would need in the database must be committed for real.
+only read public pages there; the console's tests serve an app on a database of their own (test_console.py).
+
+`BILLOPS_SCREENSHOTS=DIR` (see `make screenshots`) makes `screenshot(page, name)` save full-page PNGs into DIR.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,10 +54,9 @@ def browser() -> Iterator:
             browser.close()
 
 
-@pytest.fixture(scope="session")
-def live_server(test_env, migrated_database) -> Iterator[str]:
-    """The app served by werkzeug on 127.0.0.1 and a free port, in a background thread; yields its base URL."""
-    app = build_app(test_env)
+@contextmanager
+def serve(app) -> Iterator[str]:
+    """`app` served by werkzeug on 127.0.0.1 and a free port, in a background thread; yields its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
@@ -64,6 +66,20 @@ def live_server(test_env, migrated_database) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server(test_env, migrated_database) -> Iterator[str]:
+    """The suite's app on the migrated test database."""
+    with serve(build_app(test_env)) as url:
+        yield url
+
+
+def screenshot(page, name: str) -> None:
+    """Save a full-page PNG as DIR/NAME.png when BILLOPS_SCREENSHOTS=DIR is set (for docs/screenshots)."""
+    if directory := os.environ.get("BILLOPS_SCREENSHOTS"):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(directory) / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture

@@ -3,11 +3,13 @@
 import json
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from app.models import AuditEntry, BillingEvent, GracePeriod
+from app.models import AdminKey, AuditEntry, BillingEvent, GracePeriod, IdempotencyKey, Role
 from app.retry_worker import RetryWorker
-from app.services import webhooks
+from app.services import idempotency, keys, webhooks
+from app.services.actor import Actor, Channel
+from app.services.keys import hash_secret
 from tests.factories import GracePeriodFactory
 from tests.webhooks import SECRET, event, invoice, sign
 
@@ -57,3 +59,24 @@ def test_the_worker_cli_drains_once(runner, tx, frozen_clock):
     assert result.exit_code == 0, result.output
     assert "events run: 1" in result.output
     assert tx.scalar(select(BillingEvent.attempts)) == 2
+
+
+def test_the_worker_summarises_suppressed_failed_logins_and_purges_expired_idempotency_keys(tx, frozen_clock, make_key):
+    flooder = Actor(name="anonymous", role=Role.VIEWER, channel=Channel.API, ip="203.0.113.9")
+    for _ in range(keys.AUTH_FAILURES_AUDITED_PER_ADDRESS + 4):
+        keys.record_auth_failure(flooder, "unknown key", now=frozen_clock.now)
+    key_id = tx.scalar(select(AdminKey.id).where(AdminKey.key_hash == hash_secret(make_key("support"))))
+    idempotency.claim(key_id, "retry-1", "fingerprint", now=frozen_clock.now)
+    idempotency.finish(key_id, "retry-1", 200, {"ok": True}, now=frozen_clock.now)
+
+    frozen_clock.advance(minutes=1)
+    report = RetryWorker(grace_days=7).drain()
+    assert (report.auth_summaries, report.idempotency_keys_purged) == (1, 0)
+    [summary] = [
+        entry for entry in tx.scalars(select(AuditEntry).where(AuditEntry.action == "auth.failed")) if entry.after
+    ]
+    assert summary.after["suppressed"] == 4 and summary.context["ip"] == "203.0.113.9"
+
+    frozen_clock.advance(hours=24)
+    assert RetryWorker(grace_days=7).drain().idempotency_keys_purged == 1
+    assert tx.scalar(select(func.count()).select_from(IdempotencyKey)) == 0

@@ -1,0 +1,146 @@
+"""The console in a real browser: sign in, find a customer, read the audit log, download it, sign out.
+
+The server runs on a database of its own (real commits), loaded with the demo data and a few support actions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import flask_migrate
+import pytest
+from playwright.sync_api import expect
+
+from app import clock
+from app.models.keys import Role
+from app.services import audit, demo, keys
+from app.services.actor import Actor
+from app.services.uow import unit_of_work
+from tests.browser.conftest import screenshot, serve
+from tests.browser.test_pages import PageLog
+from tests.conftest import build_app, fresh_database
+
+pytestmark = pytest.mark.browser
+SUPPORT_ACTIONS = [
+    ("user-alice", "entitlements.override", {"credits": 8200}, {"credits": 9200}, "Goodwill: outage on 2026-11-27"),
+    ("user-bob", "grace.reset", {"days": 5}, {"days": 14}, "Card replaced, bank transfer pending"),
+    ("user-alice", "entitlements.override", {"plan": "starter"}, {"plan": "pro"}, '<script>alert("x")</script>'),
+]
+
+
+@pytest.fixture(scope="module")
+def console_site(test_env, tmp_path_factory):
+    """(base URL, support key): the console on a migrated database with the demo data."""
+    with fresh_database(test_env, tmp_path_factory.mktemp("console"), "console") as url:
+        app = build_app({**test_env, "TEST_DATABASE_URL": url}, WTF_CSRF_ENABLED=True)
+        with app.app_context():
+            flask_migrate.upgrade()
+            secret = _load(app)
+        try:
+            with serve(app) as base:
+                yield base, secret
+        finally:
+            with app.app_context():
+                app.extensions["sqlalchemy"].engine.dispose()
+
+
+def _load(app) -> str:
+    operator = Actor.cli("ops-lead")
+    demo.load_demo_data(app.config["PLANS_CATALOG"], actor=operator, now=clock.utcnow())
+    for user_id, action, before, after, reason in SUPPORT_ACTIONS:
+        with unit_of_work() as session:
+            agent = Actor.cli("agent-sam")
+            audit.record(session, agent, action, user_id, before, after, now=clock.utcnow(), reason=reason)
+    return keys.create_key("agent-sam", Role.SUPPORT, actor=operator, now=clock.utcnow()).secret
+
+
+def sign_in(page, base: str, secret: str) -> None:
+    page.goto(f"{base}/")
+    expect(page).to_have_url(re.compile(r"/admin/login\?next="))
+    page.get_by_label("Admin key").fill(secret)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_an_agent_signs_in_finds_a_customer_and_reads_the_timeline(page, console_site):
+    base, secret = console_site
+    log = PageLog(page)
+
+    page.goto(f"{base}/")
+    expect(page).to_have_url(f"{base}/admin/login?next=/admin/")
+    screenshot(page, "login")
+    page.get_by_label("Admin key").fill("bok_a-wrong-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#admin_key-error")).to_contain_text("not known")
+    expect(page.get_by_label("Admin key")).to_have_attribute("aria-invalid", "true")
+
+    page.get_by_label("Admin key").fill(secret)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{base}/admin/")
+    expect(page.get_by_role("status")).to_have_text("Signed in as agent-sam (support).")
+    expect(page.locator(".card", has_text="Active grace periods").locator(".figure")).to_have_text("1")
+    expect(page.get_by_role("cell", name="Goodwill: outage on 2026-11-27")).to_be_visible()
+    screenshot(page, "dashboard")
+
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Customers").click()
+    page.get_by_label("User id, email or Stripe customer id").fill("user-")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("tbody tr")).to_have_count(len(demo.DEMO_CUSTOMERS))
+    screenshot(page, "customers")
+
+    page.get_by_label("User id, email or Stripe customer id").fill("ALICE@example.com")
+    page.get_by_role("button", name="Search").click()
+    expect(page).to_have_url(f"{base}/admin/customers/user-alice")
+    expect(page.get_by_role("heading", level=1)).to_have_text("user-alice")
+    expect(page.locator(".subscription")).to_contain_text("8200")
+    timeline = page.locator(".timeline > li")
+    expect(timeline.first).to_contain_text('<script>alert("x")</script>')  # newest first, shown as text
+    expect(timeline.nth(1)).to_contain_text("Goodwill: outage on 2026-11-27")
+    screenshot(page, "customer")
+
+    assert page.evaluate("window.__cspViolations") == []
+    assert not log.page_errors and [e for e in log.console_errors if "401" not in e] == []
+
+
+def test_the_audit_log_filters_pages_and_downloads(page, console_site):
+    base, secret = console_site
+    sign_in(page, base, secret)
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Audit log").click()
+    expect(page.locator("table.audit tbody tr").first).to_be_visible()
+    screenshot(page, "audit")
+    page.get_by_label("Actor").fill("agent-sam")
+    page.get_by_label("Action").fill("entitlements.override")
+    page.get_by_label("Per page").fill("1")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_text("2 entries match.")).to_be_visible()
+    expect(page.locator("table.audit tbody tr")).to_have_count(1)
+
+    page.get_by_role("link", name="Older entries").click()
+    expect(page.locator("table.audit tbody tr")).to_have_count(1)
+    expect(page.get_by_role("cell", name="Goodwill: outage on 2026-11-27")).to_be_visible()
+
+    page.get_by_label("Since (UTC)").fill("last tuesday")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#since-error")).to_have_text("Not a valid datetime.")
+
+    page.get_by_role("link", name="Clear").click()
+    page.get_by_label("Action").fill("grace.reset")
+    page.get_by_role("button", name="Filter").click()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download CSV").click()
+    rows = list(csv.DictReader(io.StringIO(download.value.path().read_text(encoding="utf-8"))))
+    assert [(row["actor"], row["user_id"], row["reason"]) for row in rows] == [
+        ("agent-sam", "user-bob", "Card replaced, bank transfer pending")
+    ]
+
+
+def test_signing_out_closes_the_console(page, console_site):
+    base, secret = console_site
+    sign_in(page, base, secret)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(f"{base}/admin/login")
+    expect(page.get_by_role("status")).to_have_text("Signed out.")
+    page.goto(f"{base}/admin/customers/user-alice")
+    expect(page).to_have_url(re.compile(r"/admin/login\?next="))
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()

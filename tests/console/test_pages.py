@@ -11,8 +11,6 @@ from app.models import EventStatus
 from app.services import audit
 from app.services.actor import Actor
 from app.services.uow import unit_of_work
-from tests.conftest import build_app
-from tests.console.conftest import ConsoleClient
 from tests.factories import BillingEventFactory, CustomerFactory, GracePeriodFactory, SubscriptionFactory
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -82,21 +80,10 @@ def test_a_viewer_sees_no_change_forms(viewer, tx):
     assert "/admin/override" not in page and "/admin/grace-reset" not in page
 
 
-@pytest.fixture
-def app_with_change_pages(test_env, migrated_database):
-    """The console once the override and grace forms exist (stand-ins named as the real views will be)."""
-    app = build_app(test_env, WTF_CSRF_ENABLED=True)
-    app.add_url_rule("/admin/override", "console.override", lambda: "override form")
-    app.add_url_rule("/admin/grace-reset", "console.grace_reset", lambda: "grace form")
-    return app
-
-
 @pytest.mark.parametrize("role, links", [("viewer", False), ("support", True), ("admin", True)])
-def test_support_and_admin_get_the_change_links(app_with_change_pages, tx, make_key, role, links):
+def test_support_and_admin_get_the_change_links(console_as, tx, role, links):
     SubscriptionFactory(user_id="user-alice")
-    browser = ConsoleClient(app_with_change_pages.test_client())
-    browser.login(make_key(role))
-    page = html(browser.get("/admin/customers/user-alice"))
+    page = html(console_as(role).get("/admin/customers/user-alice"))
     assert ('href="/admin/override?user_id=user-alice"' in page) is links
     assert ('href="/admin/grace-reset?user_id=user-alice"' in page) is links
     assert ('href="/admin/override"' in page) is links  # the navigation too

@@ -15,6 +15,7 @@ from flask import render_template, request
 from flask_wtf import FlaskForm
 from marshmallow import Schema, ValidationError, fields, validate
 from wtforms import HiddenField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired
 from wtforms.widgets import NumberInput
 
@@ -208,7 +209,7 @@ class OverrideForm(_ChangeForm):
 
     def offer_plans(self, codes: Iterable[str]) -> None:
         """List `codes` (the active plans) in the plan select, after "keep the current plan"."""
-        self.plan.choices = [("", "keep the current plan"), *((code, code) for code in codes)]
+        self.plan.choices = [SelectChoice("", "keep the current plan"), *map(SelectChoice, codes)]
 
 
 class GraceResetForm(_ChangeForm):
@@ -223,9 +224,7 @@ class EventFilterForm(FlaskForm):
     class Meta:
         csrf = False  # a GET that changes nothing
 
-    status = SelectField(
-        "Status", choices=[("", "any"), *((s.value, s.value) for s in EventStatus)], validate_choice=False
-    )
+    status = SelectField("Status", choices=[SelectChoice("", "any"), *map(SelectChoice, EventStatus)])
     type = StringField("Type", filters=[strip], render_kw={"placeholder": "invoice.payment_failed"})
     user_id = StringField("User id", filters=[strip])
     since = StringField("Since (UTC)", filters=[assume_utc], render_kw={"placeholder": "2026-11-29 00:00"})

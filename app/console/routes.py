@@ -139,7 +139,7 @@ def page_links(endpoint: str, page: Page, after: Any, *, scope: str) -> dict[str
 # -- events -----------------------------------------------------------------------------------------------------
 
 
-@bp.get("/events")
+@bp.get("/events", endpoint="events")
 def events_list():
     """Billing events with the API's filters and keyset pages; an admin may replay the filtered set."""
     form = EventFilterForm(request.args)
@@ -263,7 +263,7 @@ def _change_page(
 # -- plans ------------------------------------------------------------------------------------------------------
 
 
-@bp.get("/plans")
+@bp.get("/plans", endpoint="plans")
 def plans_page():
     """The plan catalog, active plans first, with a banner when the provider changed it since the last sync."""
     return render_template(

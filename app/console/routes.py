@@ -180,7 +180,7 @@ def replay_events():
         preview = submit(form, _replay, data | {"dry_run": True}, not_found_field="event_id")
         if preview is not None and preview.results:
             return render_confirmation(
-                title=f"Replay {len(preview.results)} events",
+                title=f"Replay {_events(len(preview.results))}",
                 items=[f"replay {r.event_id} (now {r.status})" for r in preview.results],
                 action=url_for("console.replay"),
                 cancel=back,
@@ -191,7 +191,7 @@ def replay_events():
     elif data is not None:
         report = submit(form, _replay, data, not_found_field="event_id")
         if report is not None:
-            flash(f"Replayed {report.replayed} events: " + "; ".join(_outcome(r) for r in report.results) + ".")
+            flash(f"Replayed {_events(report.replayed)}: " + "; ".join(_outcome(r) for r in report.results) + ".")
             return redirect(back)
     flash(error_summary(form), "error")
     return redirect(back)
@@ -208,6 +208,10 @@ def _replay_return(form: ReplayForm) -> str:
         return url_for("console.event", event_id=form.event_id.data)
     kept = {name: field.data for name, field in form._fields.items() if name in events.FILTER_FIELDS and field.data}
     return url_for("console.events", **kept)
+
+
+def _events(count: int) -> str:
+    return f"{count} event" if count == 1 else f"{count} events"
 
 
 def _outcome(result: webhooks.EventResult) -> str:

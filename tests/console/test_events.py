@@ -128,7 +128,7 @@ def test_replaying_one_event_runs_at_once_and_returns_to_it(console_as, tx, stor
     resp = admin.submit(REPLAY, {"event_id": "evt_0"}, form_page=f"{EVENTS}/evt_0")
     assert resp.status_code == 302 and resp.headers["Location"] == f"{EVENTS}/evt_0"
     page = html(admin.get(f"{EVENTS}/evt_0"))
-    assert "Replayed 1 events: evt_0 " in page
+    assert "Replayed 1 event: evt_0 " in page
     assert replays(tx) == 1
     triggers = tx.scalars(select(EventAttempt.trigger).join(BillingEvent).where(BillingEvent.event_id == "evt_0"))
     assert list(triggers) == [AttemptTrigger.REPLAY]

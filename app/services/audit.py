@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from app.extensions import db
 from app.models.audit import AuditEntry
 from app.services.actor import Actor
-from app.services.pagination import Page, keyset_page
+from app.services.pagination import Page, keyset_page, where_matching
 from app.services.permissions import Permission, require
 
 GENESIS_HASH = "0" * 64
@@ -328,19 +328,13 @@ class AuditFilter:
 
 
 def _filtered(filters: AuditFilter) -> Select:
-    stmt = select(AuditEntry)
-    for column, value in (
-        (AuditEntry.user_id, filters.user_id),
-        (AuditEntry.actor, filters.actor),
-        (AuditEntry.action, filters.action),
-    ):
-        if value is not None:
-            stmt = stmt.where(column == value)
-    if filters.since is not None:
-        stmt = stmt.where(AuditEntry.created_at >= filters.since)
-    if filters.until is not None:
-        stmt = stmt.where(AuditEntry.created_at < filters.until)
-    return stmt
+    return where_matching(
+        select(AuditEntry),
+        [(AuditEntry.user_id, filters.user_id), (AuditEntry.actor, filters.actor), (AuditEntry.action, filters.action)],
+        AuditEntry.created_at,
+        filters.since,
+        filters.until,
+    )
 
 
 def list_entries(filters: AuditFilter, *, actor: Actor, after: tuple[int] | None, limit: int) -> Page[AuditEntry]:

@@ -12,7 +12,7 @@ from app.extensions import db
 from app.models.events import AttemptTrigger, BillingEvent, EventAttempt, EventStatus
 from app.services.actor import Actor
 from app.services.errors import NotFound
-from app.services.pagination import Page, keyset_page
+from app.services.pagination import Page, keyset_page, where_matching
 from app.services.permissions import Permission, require
 
 
@@ -73,19 +73,17 @@ class EventDetail(EventView):
 
 def filtered(filters: EventFilter) -> Select:
     """Events matching `filters` (unordered)."""
-    stmt = select(BillingEvent)
-    for column, value in (
-        (BillingEvent.status, filters.status),
-        (BillingEvent.type, filters.type),
-        (BillingEvent.user_id, filters.user_id),
-    ):
-        if value is not None:
-            stmt = stmt.where(column == value)
-    if filters.since is not None:
-        stmt = stmt.where(BillingEvent.created_at >= filters.since)
-    if filters.until is not None:
-        stmt = stmt.where(BillingEvent.created_at < filters.until)
-    return stmt
+    return where_matching(
+        select(BillingEvent),
+        [
+            (BillingEvent.status, filters.status),
+            (BillingEvent.type, filters.type),
+            (BillingEvent.user_id, filters.user_id),
+        ],
+        BillingEvent.created_at,
+        filters.since,
+        filters.until,
+    )
 
 
 def list_events(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, func, select, tuple_
@@ -21,6 +22,25 @@ class Page(Generic[T]):
     items: list[T]
     total: int
     next_cursor: tuple[Any, ...] | None  # the sort key of the last item, when more follow
+
+
+def where_matching(
+    stmt: Select,
+    equal: Iterable[tuple[ColumnElement, Any]],
+    moment: ColumnElement,
+    since: datetime | None,
+    until: datetime | None,
+) -> Select:
+    """`stmt` narrowed to rows whose columns equal the given values (None: any value) and whose `moment` lies
+    in [since, until): the filters every list offers."""
+    for column, value in equal:
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if since is not None:
+        stmt = stmt.where(moment >= since)
+    if until is not None:
+        stmt = stmt.where(moment < until)
+    return stmt
 
 
 def keyset_page(

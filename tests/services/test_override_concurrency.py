@@ -12,16 +12,16 @@ import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-import flask_migrate
 import pytest
 from sqlalchemy import func, select
 
-from app import clock, create_app
-from app.config import DEFAULT_CATALOG, PROJECT_ROOT, TestConfig
+from app import clock
+from app.config import DEFAULT_CATALOG, PROJECT_ROOT
 from app.extensions import db
 from app.models import AuditEntry, Subscription
 from app.services import audit, demo, keys
 from app.services.actor import Actor
+from tests.concurrency import migrated_app
 
 REQUESTS = 60
 THREADS = 16
@@ -32,16 +32,13 @@ URL = "/v1/admin/billing/entitlements/override"
 def own_app(test_env, own_database):
     """An app on a fresh, migrated database holding the demo data; yields it with a support key."""
     pool = {"pool_size": THREADS, "max_overflow": 4, "pool_pre_ping": True}
-    app = create_app(TestConfig({**test_env, "TEST_DATABASE_URL": own_database}, SQLALCHEMY_ENGINE_OPTIONS=pool))
-    with app.app_context():
-        flask_migrate.upgrade()
-        operator = Actor.cli("test-operator")
-        demo.load_demo_data(DEFAULT_CATALOG, actor=operator, now=clock.utcnow())
-        secret = keys.create_key("tooling", "support", actor=operator, now=clock.utcnow()).secret
-        db.session.remove()
-    yield app, secret
-    with app.app_context():
-        db.engine.dispose()
+    with migrated_app(test_env, own_database, SQLALCHEMY_ENGINE_OPTIONS=pool) as app:
+        with app.app_context():
+            operator = Actor.cli("test-operator")
+            demo.load_demo_data(DEFAULT_CATALOG, actor=operator, now=clock.utcnow())
+            secret = keys.create_key("tooling", "support", actor=operator, now=clock.utcnow()).secret
+            db.session.remove()
+        yield app, secret
 
 
 def test_concurrent_deltas_lose_no_update(own_app):

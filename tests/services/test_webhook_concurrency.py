@@ -8,16 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-import flask_migrate
 import pytest
 from sqlalchemy import func, select
 
-from app import create_app
-from app.config import PROJECT_ROOT, TestConfig
+from app.config import PROJECT_ROOT
 from app.extensions import db
 from app.models import (
     AuditEntry,
@@ -30,40 +27,14 @@ from app.models import (
     SubscriptionStatus,
 )
 from app.services import webhooks
+from tests.concurrency import migrated_app, run_together
 from tests.webhooks import SECRET, event, fixture, invoice, sign
 
 
 @pytest.fixture
 def own_app(test_env, own_database):
-    app = create_app(TestConfig({**test_env, "TEST_DATABASE_URL": own_database}, WEBHOOK_SECRETS=[SECRET]))
-    with app.app_context():
-        flask_migrate.upgrade()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-def in_threads(app, count, work):
-    """Run work(n) in `count` threads at once, each with its own app context and connection; the errors."""
-    start, failures = threading.Barrier(count), []
-
-    def run(n):
-        with app.app_context():
-            try:
-                start.wait()
-                work(n)
-            except Exception as exc:  # an assertion inside a thread would be lost: report it
-                failures.append(repr(exc))
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return failures
+    with migrated_app(test_env, own_database, WEBHOOK_SECRETS=[SECRET]) as app:
+        yield app
 
 
 def count(model, *where):
@@ -85,7 +56,7 @@ def test_twenty_concurrent_duplicates_store_one_row_with_one_effect(own_app):
         resp = own_app.test_client().post("/v1/billing/webhooks", data=raw, headers={"Stripe-Signature": header})
         statuses.append((resp.status_code, resp.get_json()["duplicate"]))
 
-    assert in_threads(own_app, 20, post) == []
+    assert run_together(own_app, post, 20) == []
     assert sorted(statuses) == [(200, False)] + [(200, True)] * 19
     with own_app.app_context():
         assert count(BillingEvent) == 1 and count(EventAttempt) == 1
@@ -112,7 +83,7 @@ def test_two_concurrent_workers_never_process_one_event_twice(own_app):
             )
         db.session.commit()
     runs = []
-    assert in_threads(own_app, 2, lambda _n: runs.extend(webhooks.drain_due(grace_days=7, now=now))) == []
+    assert run_together(own_app, lambda _n: runs.extend(webhooks.drain_due(grace_days=7, now=now)), 2) == []
     assert sorted(result.event_id for result in runs) == sorted(f"evt_due_{n}" for n in range(30))
     with own_app.app_context():
         assert count(EventAttempt) == 30

@@ -111,14 +111,26 @@ class ConfirmableForm(FlaskForm):
         return self.confirmed.data == CONFIRMED
 
 
-def render_confirmation(*, title: str, items: Iterable[str], action: str, cancel: str, form: FlaskForm) -> str:
-    """The confirmation step: what will happen, and a button posting the same inputs again, confirmed."""
+def render_confirmation(
+    *,
+    title: str,
+    items: Iterable[str],
+    action: str,
+    cancel: str,
+    form: FlaskForm,
+    pinned: Iterable[tuple[str, str]] = (),
+) -> str:
+    """The confirmation step: what will happen, and a button posting the same inputs again, confirmed.
+
+    `pinned` adds inputs to the confirmed POST, e.g. the ids the preview listed, so that exactly those run.
+    """
     carried = [
         (name, value)
         for name, values in request.form.lists()
         if name not in ("csrf_token", "confirmed")
         for value in values
     ]
+    carried += pinned
     return render_template(
         "console/confirm.html",
         title=title,

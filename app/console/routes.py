@@ -172,10 +172,16 @@ def event_detail(event_id: str):
 @bp.post("/events/replay", endpoint="replay")
 @access.requires(Permission.REPLAY_EVENTS)
 def replay_events():
-    """Replay one event at once, or the filtered set after a confirmation listing what would run (admin)."""
+    """Replay one event at once, or the filtered set after a confirmation listing what would run (admin).
+
+    The confirmation pins the ids it listed: confirmed, exactly those run, even if more events match by then.
+    """
     form = ReplayForm()
     back = _replay_return(form)
-    data = load_form(ReplayIn, form)
+    pinned = request.form.getlist("event_ids") if form.is_confirmed() else []
+    data = load_form(ReplayIn, form, **({"event_ids": pinned} if pinned else {}))
+    if data is not None and pinned:
+        data = {name: value for name, value in data.items() if name not in events.FILTER_FIELDS}
     if data is not None and "event_id" not in data and not form.is_confirmed():
         preview = submit(form, _replay, data | {"dry_run": True}, not_found_field="event_id")
         if preview is not None and preview.results:
@@ -185,6 +191,7 @@ def replay_events():
                 action=url_for("console.replay"),
                 cancel=back,
                 form=form,
+                pinned=[("event_ids", result.event_id) for result in preview.results],
             )
         if preview is not None:
             form.form_errors.append("No event matches these filters; nothing was replayed.")

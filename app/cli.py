@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getpass
+import json
+from functools import partial
 from typing import Any
 
 import click
@@ -15,7 +17,8 @@ from app.models.keys import Role
 from app.retry_worker import RetryWorker
 from app.schemas.entitlements import OverrideIn
 from app.schemas.grace import GraceResetIn
-from app.services import audit, demo, entitlements, grace, keys, plans
+from app.schemas.reconcile import ReconcileApplyIn, ReconcileQuery, plain_json
+from app.services import audit, demo, entitlements, grace, keys, plans, reconcile
 from app.services.actor import Actor
 from app.services.catalog import CatalogError
 from app.services.errors import DomainError, InvalidInput
@@ -149,6 +152,51 @@ def plans_sync(dry_run: bool, actor: str) -> None:
     )
 
 
+@billing.command("reconcile")
+@click.option("--apply", "apply_fixes", is_flag=True, help="Apply the fixes (default: only report them).")
+@click.option("--user-id", "user_ids", multiple=True, help="Only this customer (repeat for several).")
+@click.option(
+    "--source",
+    type=click.Choice([source.value for source in reconcile.Source]),
+    default=reconcile.Source.EVENTS.value,
+    show_default=True,
+    help="Compare with the processed events, or (PLANS_PROVIDER=stripe) with the provider.",
+)
+@actor_option
+def reconcile_command(apply_fixes: bool, user_ids: tuple[str, ...], source: str, actor: str) -> None:
+    """Report where subscriptions differ from what their events (or the provider) imply; --apply fixes them."""
+    provider = reconcile.configured_provider(current_app.config)
+    if apply_fixes:
+        data = _load(ReconcileApplyIn, {"apply": True, "user_ids": list(user_ids) or None, "source": source})
+        del data["apply"]
+        now = clock.utcnow()
+        report = _run(lambda: reconcile.apply_fixes(**data, provider=provider, actor=Actor.cli(actor), now=now))
+        checked, mismatches = report.checked, report.mismatches
+    else:
+        checked, mismatches = 0, []
+        for user_id in user_ids or [None]:
+            query = _load(ReconcileQuery, {"source": source, "user_id": user_id})
+            for page in _pages(query, provider, Actor.cli(actor)):
+                checked, mismatches = checked + page.checked, mismatches + page.mismatches
+    for mismatch in mismatches:
+        fix = "no automatic fix" if mismatch.fix is None else f"fix {_as_json(mismatch.fix)}"
+        click.echo(
+            f"{mismatch.user_id} {mismatch.kind}: expected {_as_json(mismatch.expected)}, "
+            f"stored {_as_json(mismatch.actual)}; {fix} ({mismatch.why})"
+        )
+    summary = f"checked {checked}, mismatches {len(mismatches)}"
+    click.echo(f"{summary}, fixed {report.fixed}" if apply_fixes else f"{summary}; nothing changed (--apply fixes)")
+
+
+def _pages(query: dict[str, Any], provider, actor: Actor):
+    """Every page of the preview `query` asks for."""
+    page = None
+    while page is None or page.next_cursor is not None:
+        after = page.next_cursor if page else None
+        page = _run(partial(reconcile.find_mismatches, **query, after=after, provider=provider, actor=actor))
+        yield page
+
+
 @billing.command("audit-verify")
 @click.option(
     "--checkpoint",
@@ -231,6 +279,10 @@ def revoke_key(name: str, actor: str) -> None:
 
 def _value(value: Any) -> str:
     return "none" if value is None else value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _as_json(value: Any) -> str:
+    return json.dumps(plain_json(value))
 
 
 def _when(moment) -> str:

@@ -22,6 +22,7 @@ from app.models.keys import Role
 from app.services import keys
 from app.services.actor import Actor, Channel
 from tests import factories
+from tests.fake_stripe import fake_stripe  # noqa: F401  (a fixture for every test)
 
 
 @pytest.fixture(scope="session")

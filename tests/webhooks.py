@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "stripe"  # real Stripe shapes (
 SECRET = "whsec_test_0123456789abcdef0123456789abcdef"
 OTHER_SECRET = "whsec_test_rotated_fedcba9876543210fedcba98"
 WEBHOOK_URL = "/v1/billing/webhooks"
+PRICE = "price_1PgafmB7WZ01zgkW6dKueIc5"  # the fixtures' price
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -60,3 +61,20 @@ def deliver(client, document: dict[str, Any], *, now: datetime, secret: str = SE
         "Content-Type": "application/json",
     }
     return client.post(WEBHOOK_URL, data=raw, headers=headers)
+
+
+def subscribe(client, clock, user_id, *, status="active"):
+    """Run a customer.subscription.created event for `user_id` through the receiver; returns its period end."""
+    period_end = (clock.now + timedelta(days=30)).replace(microsecond=0)
+    obj = subscription(
+        sub_id=f"sub_{user_id}",
+        customer=f"cus_{user_id}",
+        user_id=user_id,
+        status=status,
+        price=PRICE,
+        period_end=period_end,
+    )
+    created = clock.now - timedelta(hours=1)
+    document = event("customer.subscription.created", obj, event_id=f"evt_{user_id}_created", created=created)
+    assert deliver(client, document, now=clock.now).get_json()["status"] == "processed"
+    return period_end

@@ -154,6 +154,7 @@ _READERS: dict[str, Callable[[str, dict[str, Any]], Implied]] = {
     "invoice.payment_succeeded": _read_invoice,
     "invoice.payment_failed": _read_invoice,
 }
+SUBSCRIPTION_EVENT_TYPES = tuple(_READERS)  # the event types `implied_by` reads
 
 
 def _object(payload: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +242,7 @@ def plan_change(session: Session, event_id: str, implied: Implied) -> Change:
             f"{last.isoformat()} for {subscription.provider_subscription_id or user_id}"
         )
         return Change(user_id, before, before, why, implied.created, stale=stale)
-    after = _merge(before, implied, _plan_code(session, implied.price_id))
+    after = merge_state(before, implied, _plan_code(session, implied.price_id))
     return Change(user_id, before, after, why, implied.created, grace=implied.grace, link_customer=link)
 
 
@@ -283,7 +284,8 @@ def _plan_code(session: Session, price_id: str | None) -> str | None:
     return code
 
 
-def _merge(before: SubscriptionState | None, implied: Implied, plan: str | None) -> SubscriptionState:
+def merge_state(before: SubscriptionState | None, implied: Implied, plan: str | None) -> SubscriptionState:
+    """`before` with what `implied` sets (its fields that are not None); `plan` is the code of its price."""
     base = before or SubscriptionState(None, implied.status, None, None)
     updates = {
         "plan": plan,

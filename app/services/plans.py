@@ -152,11 +152,7 @@ class StripeProvider:
     def fetch_plans(self) -> list[PlanSpec]:
         if not self.api_key:
             raise ProviderUnavailable("PLANS_PROVIDER is stripe but STRIPE_API_KEY is not set.")
-        client = stripe.StripeClient(
-            self.api_key,
-            base_addresses={"api": self.api_base} if self.api_base else None,
-            max_network_retries=self.max_network_retries,
-        )
+        client = stripe_client(self.api_key, self.api_base, max_network_retries=self.max_network_retries)
         params = {"active": True, "limit": self.PAGE_SIZE, "expand": ["data.product"]}
         specs: dict[str, PlanSpec] = {}
         try:
@@ -167,6 +163,15 @@ class StripeProvider:
         except stripe.StripeError as exc:
             raise ProviderUnavailable(f"Stripe could not be read: {exc.user_message or type(exc).__name__}") from None
         return list(specs.values())
+
+
+def stripe_client(api_key: str, api_base: str | None, *, max_network_retries: int) -> stripe.StripeClient:
+    """The SDK's client for `api_key`, sending to `api_base` (STRIPE_API_BASE) when set, e.g. a local fake."""
+    return stripe.StripeClient(
+        api_key,
+        base_addresses={"api": api_base} if api_base else None,
+        max_network_retries=max_network_retries,
+    )
 
 
 def configured_provider(config: Mapping[str, Any]) -> PlanProvider:

@@ -1,10 +1,7 @@
 """Plans sync from both providers: created, updated, deactivated, unchanged, dry run, and a second sync."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -127,61 +124,6 @@ def stripe_price(price_id, lookup_key, amount, product_name, **metadata):
     price.update(id=price_id, lookup_key=lookup_key, unit_amount=amount, unit_amount_decimal=str(amount))
     price.update(product=product, metadata=metadata)
     return price
-
-
-class FakeStripe(ThreadingHTTPServer):
-    """Serves `prices` two per page, following `starting_after` as Stripe does; records each request."""
-
-    PAGE = 2
-
-    def __init__(self, prices):
-        super().__init__(("127.0.0.1", 0), FakeStripeHandler)
-        self.prices, self.requests = prices, []
-
-    @property
-    def base(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class FakeStripeHandler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        self.server.requests.append((url.path, query, self.headers.get("Authorization")))
-        if url.path != "/v1/prices":
-            return self._send(404, {"error": {"type": "invalid_request_error", "message": "Unrecognized request URL"}})
-        ids = [price["id"] for price in self.server.prices]
-        start = ids.index(query["starting_after"][0]) + 1 if "starting_after" in query else 0
-        page = self.server.prices[start : start + FakeStripe.PAGE]
-        body = {"object": "list", "url": "/v1/prices", "has_more": start + len(page) < len(ids), "data": page}
-        return self._send(200, body)
-
-    def _send(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        """Quiet: the test asserts on `requests` instead."""
-
-
-@pytest.fixture
-def fake_stripe():
-    servers = []
-
-    def serve(prices):
-        server = FakeStripe(prices)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server
-
-    yield serve
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 OFFERED = [

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.models import AuditEntry, BillingEvent, EventAttempt, GracePeriod, GraceStatus, Subscription
+from app.models import AuditEntry, BillingEvent, Customer, EventAttempt, GracePeriod, GraceStatus, Subscription
 from app.services import webhooks
 from app.services.plans import catalog_status
 from tests.factories import CustomerFactory, PlanFactory, SubscriptionFactory
@@ -261,3 +261,22 @@ def test_the_receiver_answers_200_even_when_processing_breaks(client, tx, frozen
     resp = deliver(client, other, now=frozen_clock.now)
     assert resp.status_code == 200 and resp.get_json()["status"] == "received"
     assert stored(tx, "evt_b").next_retry_at == frozen_clock.now + webhooks.STRANDED_AFTER
+
+
+@pytest.mark.parametrize("user_id", ["", "   ", "u" * 65], ids=["empty", "blank", "too-long"])
+def test_a_subscription_event_naming_no_usable_user_id_fails_clearly_and_creates_no_user(
+    client, tx, starter, frozen_clock, user_id
+):
+    document = sub_event(frozen_clock, "evt_bad_user")
+    document["data"]["object"]["metadata"]["user_id"] = user_id
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "failed"
+    assert "metadata.user_id" in stored(tx, "evt_bad_user").last_error
+    assert rows(tx, Subscription) == 0 and rows(tx, Customer) == 0
+
+
+def test_a_subscription_event_naming_no_customer_fails_clearly(client, tx, starter, frozen_clock):
+    document = sub_event(frozen_clock, "evt_no_customer")
+    del document["data"]["object"]["customer"]
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "failed"
+    assert "names no customer" in stored(tx, "evt_no_customer").last_error
+    assert rows(tx, Subscription) == 0 and rows(tx, Customer) == 0

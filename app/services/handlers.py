@@ -377,6 +377,30 @@ def handle_subscription_or_invoice(session: Session, event: BillingEvent, ctx: H
     return Outcome(EventStatus.PROCESSED, None, change.user_id)
 
 
+def handle_invoice(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:
+    """A subscription's invoice sets its status and grace period; a one-off invoice leaves both alone."""
+    invoice = _object(event.payload)
+    if invoice_subscription_id(invoice) is None:
+        note = (
+            f"ignored: invoice {_field(invoice, 'id') or '(no id)'} names no subscription (a one-off invoice), so "
+            "it changes no subscription status or grace period"
+        )
+        return Outcome(EventStatus.IGNORED, note, event.user_id)
+    return handle_subscription_or_invoice(session, event, ctx)
+
+
+def invoice_subscription_id(invoice: dict[str, Any]) -> str | None:
+    """The subscription an invoice bills: `subscription` in older API versions, `parent.subscription_details`
+    from 2025-03-31 on (either may be expanded to an object)."""
+    for path in (("subscription",), ("parent", "subscription_details", "subscription")):
+        value = _field(invoice, *path, kind=object)
+        if isinstance(value, dict):
+            value = _field(value, "id")
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def handle_catalog(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:
     """A price, product or plan changed at the provider: the catalog needs a sync."""
     mark_catalog_stale(session, f"{event.type} {event.event_id}", now=ctx.now)
@@ -384,7 +408,10 @@ def handle_catalog(session: Session, event: BillingEvent, ctx: HandlerContext) -
 
 
 Handler = Callable[[Session, BillingEvent, HandlerContext], Outcome]
-HANDLERS: dict[str, Handler] = dict.fromkeys(_READERS, handle_subscription_or_invoice)
+HANDLERS: dict[str, Handler] = {
+    **dict.fromkeys(_READERS, handle_subscription_or_invoice),
+    **dict.fromkeys(("invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed"), handle_invoice),
+}
 
 
 def handler_for(event_type: str) -> Handler | None:

@@ -280,3 +280,28 @@ def test_a_subscription_event_naming_no_customer_fails_clearly(client, tx, start
     assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "failed"
     assert "names no customer" in stored(tx, "evt_no_customer").last_error
     assert rows(tx, Subscription) == 0 and rows(tx, Customer) == 0
+
+
+def one_off(invoice_object):
+    """The invoice as a one-off one: it names no subscription, at the top (older APIs) or under `parent`."""
+    invoice_object.update(subscription=None, parent={"type": "quote_details", "quote_details": {"quote": "qt_1"}})
+    return invoice_object
+
+
+@pytest.mark.parametrize("event_type, status", [("invoice.payment_failed", "active"), ("invoice.paid", "canceled")])
+def test_a_one_off_invoice_changes_no_subscription_and_no_grace(client, tx, frozen_clock, event_type, status):
+    paying_customer("user-one", "cus_one", status=status)
+    document = event(event_type, one_off(invoice(customer="cus_one")), event_id="evt_one_off", created=frozen_clock.now)
+    audits = rows(tx, AuditEntry)
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "ignored"
+    assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-one")) == status
+    assert rows(tx, GracePeriod) == 0 and rows(tx, AuditEntry) == audits
+    assert "names no subscription" in stored(tx, "evt_one_off").attempt_history[0].error
+
+
+def test_an_invoice_naming_its_subscription_at_the_top_as_older_apis_do_is_applied(client, tx, frozen_clock):
+    paying_customer("user-top", "cus_top", status="past_due")
+    document = event("invoice.paid", one_off(invoice(customer="cus_top")), event_id="evt_top", created=frozen_clock.now)
+    document["data"]["object"]["subscription"] = "sub_top"
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "processed"
+    assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-top")) == "active"

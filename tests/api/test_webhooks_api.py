@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from app.models import AuditEntry, BillingEvent, Customer, EventAttempt, GracePeriod, GraceStatus, Subscription
 from app.services import webhooks
 from app.services.plans import catalog_status
-from tests.factories import CustomerFactory, PlanFactory, SubscriptionFactory
+from tests.factories import CustomerFactory, GracePeriodFactory, PlanFactory, SubscriptionFactory
 from tests.webhooks import OTHER_SECRET, deliver, event, fixture, invoice, sign, subscription
 
 PRICE = "price_1PgafmB7WZ01zgkW6dKueIc5"  # the fixtures' price
@@ -305,3 +305,22 @@ def test_an_invoice_naming_its_subscription_at_the_top_as_older_apis_do_is_appli
     document["data"]["object"]["subscription"] = "sub_top"
     assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "processed"
     assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-top")) == "active"
+
+
+def test_a_failed_payment_during_an_active_grace_period_starts_no_second_one(client, tx, app, frozen_clock):
+    paying_customer("user-twice", "cus_twice", status="past_due")
+    GracePeriodFactory(user_id="user-twice", ends_at=frozen_clock.now + timedelta(days=2))
+    failed = event("invoice.payment_failed", invoice(customer="cus_twice"), event_id="evt_f2", created=frozen_clock.now)
+    assert deliver(client, failed, now=frozen_clock.now).get_json()["status"] == "processed"
+    [grace] = tx.scalars(select(GracePeriod).where(GracePeriod.user_id == "user-twice")).all()
+    assert (grace.status, grace.ends_at) == ("active", frozen_clock.now + timedelta(days=2))
+    assert rows(tx, AuditEntry, AuditEntry.action == "grace.start") == 0
+
+
+def test_a_failed_payment_starts_grace_of_the_configured_length(client, tx, app, frozen_clock, monkeypatch):
+    monkeypatch.setitem(app.config, "GRACE_PERIOD_DAYS", 3)
+    paying_customer("user-three", "cus_three")
+    failed = event("invoice.payment_failed", invoice(customer="cus_three"), event_id="evt_f3", created=frozen_clock.now)
+    deliver(client, failed, now=frozen_clock.now)
+    grace = tx.scalar(select(GracePeriod).where(GracePeriod.user_id == "user-three"))
+    assert grace.ends_at == frozen_clock.now + timedelta(days=3)

@@ -95,7 +95,7 @@ class Change:
     after: SubscriptionState
     why: str
     created: datetime
-    stale: str | None = None  # set when a newer event was applied already: nothing is written
+    ignored: str | None = None  # why nothing is written (a newer event was applied already, ...)
     grace: GraceAction | None = None
     link_customer: str | None = None  # a provider customer id to link to `user_id`
 
@@ -253,9 +253,25 @@ def plan_change(session: Session, event_id: str, implied: Implied) -> Change:
             f"stale: event created {implied.created.isoformat()} is older than the last applied event created "
             f"{last.isoformat()} for {subscription.provider_subscription_id or user_id}"
         )
-        return Change(user_id, before, before, why, implied.created, stale=stale)
+        return Change(user_id, before, before, why, implied.created, ignored=stale)
+    if _deletes_another_subscription(implied, before):
+        ignored = (
+            f"ignored: {implied.event_type} is about {implied.provider_subscription_id}, not {user_id}'s current "
+            f"subscription {before.provider_subscription_id}, which stays as it is"
+        )
+        return Change(user_id, before, before, why, implied.created, ignored=ignored)
     after = merge_state(before, implied, _plan_code(session, implied.price_id))
     return Change(user_id, before, after, why, implied.created, grace=implied.grace, link_customer=link)
+
+
+def _deletes_another_subscription(implied: Implied, before: SubscriptionState | None) -> bool:
+    """A user's older subscription ending (after a newer one replaced it) must not cancel the newer one."""
+    current = before.provider_subscription_id if before else None
+    return (
+        implied.event_type == "customer.subscription.deleted"
+        and current is not None
+        and implied.provider_subscription_id != current
+    )
 
 
 def _resolve_user(session: Session, implied: Implied) -> tuple[str, str | None]:
@@ -314,8 +330,8 @@ def merge_state(before: SubscriptionState | None, implied: Implied, plan: str | 
 
 
 def apply_change(session: Session, change: Change, ctx: HandlerContext) -> None:
-    """Write `change` and its audit rows in the caller's transaction (a stale change writes nothing)."""
-    if change.stale:
+    """Write `change` and its audit rows in the caller's transaction (an ignored change writes nothing)."""
+    if change.ignored:
         return
     if change.link_customer:
         _link_customer(session, change.user_id, change.link_customer, ctx.now)
@@ -372,8 +388,8 @@ def handle_subscription_or_invoice(session: Session, event: BillingEvent, ctx: H
     assert implied is not None  # the dispatch table only routes readable types here
     change = plan_change(session, event.event_id, implied)
     apply_change(session, change, ctx)
-    if change.stale:
-        return Outcome(EventStatus.IGNORED, change.stale, change.user_id)
+    if change.ignored:
+        return Outcome(EventStatus.IGNORED, change.ignored, change.user_id)
     return Outcome(EventStatus.PROCESSED, None, change.user_id)
 
 

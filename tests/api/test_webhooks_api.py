@@ -189,6 +189,19 @@ def test_an_older_event_never_overwrites_a_newer_one(client, tx, starter, frozen
     assert "sub_new0001" in attempt.error
 
 
+def test_the_end_of_a_replaced_subscription_does_not_cancel_its_successor(client, tx, starter, frozen_clock):
+    old_sub = {"sub_id": "sub_old0001", "created": frozen_clock.now - timedelta(minutes=5)}
+    deliver(client, sub_event(frozen_clock, "evt_old", **old_sub), now=frozen_clock.now)
+    deliver(client, sub_event(frozen_clock, "evt_new", sub_id="sub_new0001"), now=frozen_clock.now)
+    ended = sub_event(frozen_clock, "evt_end", sub_id="sub_old0001", status="canceled", created=frozen_clock.now)
+    ended["type"] = "customer.subscription.deleted"
+    assert deliver(client, ended, now=frozen_clock.now).get_json()["status"] == "ignored"
+    sub = tx.scalar(select(Subscription).where(Subscription.user_id == "user-new"))
+    assert (sub.status, sub.provider_subscription_id) == ("active", "sub_new0001")
+    [attempt] = stored(tx, "evt_end").attempt_history
+    assert "is about sub_old0001, not user-new's current subscription sub_new0001" in attempt.error
+
+
 def test_catalog_events_mark_the_catalog_stale_and_other_types_are_ignored(client, tx, frozen_clock):
     plan_event = fixture("event")
     plan_event["created"] = int(frozen_clock.now.timestamp())

@@ -168,6 +168,7 @@ class _Step:
     seq: int
     fields: dict[str, Any]
     why: str
+    action: str  # the audit action of a manual change, or the event's type
 
 
 class EventsSource:
@@ -180,10 +181,14 @@ class EventsSource:
         self.plans = _plan_codes(session)
 
     def evidence(self, customers: Sequence[Stored]) -> dict[str, Evidence]:
+        return {user_id: _fold(user_steps) for user_id, user_steps in self.steps(customers).items()}
+
+    def steps(self, customers: Sequence[Stored]) -> dict[str, list[_Step]]:
+        """Per customer, every event and manual change that set compared fields (unordered)."""
         steps: dict[str, list[_Step]] = {customer.user_id: [] for customer in customers}
         for user_id, step in (*self._event_steps(list(steps)), *self._manual_steps(list(steps))):
             steps[user_id].append(step)
-        return {user_id: _fold(user_steps) for user_id, user_steps in steps.items()}
+        return steps
 
     def _event_steps(self, user_ids: Sequence[str]) -> Iterator[tuple[str, _Step]]:
         stmt = (
@@ -209,7 +214,7 @@ class EventsSource:
             after = handlers.merge_state(None, implied, plan)
             fields = {name: getattr(after, name) for name in _set_by(implied, plan)}
             why = f"{event.type} {event.event_id}"
-            yield event.user_id, _Step(event.processed_at or event.received_at, 1, event.id, fields, why)
+            yield event.user_id, _Step(event.processed_at or event.received_at, 1, event.id, fields, why, event.type)
 
     def _manual_steps(self, user_ids: Sequence[str]) -> Iterator[tuple[str, _Step]]:
         stmt = select(
@@ -223,7 +228,7 @@ class EventsSource:
         for entry in self.session.execute(stmt):
             fields = _changed_fields(entry.before, entry.after)
             why = f"{entry.action} by {entry.actor} (audit entry {entry.id})"
-            yield entry.user_id, _Step(entry.created_at, 0, entry.id, fields, why)
+            yield entry.user_id, _Step(entry.created_at, 0, entry.id, fields, why, entry.action)
 
 
 def _set_by(implied: handlers.Implied, plan: str | None) -> list[str]:
@@ -260,10 +265,22 @@ def _fold(steps: list[_Step]) -> Evidence:
     if not steps:
         return Evidence(UNKNOWN, {})
     state, why = UNKNOWN, {}
-    for step in sorted(steps, key=lambda step: (step.at, step.rank, step.seq)):
+    for step in _in_order(steps):
         state = replace(state, **step.fields)
         why.update(dict.fromkeys(step.fields, step.why))
     return Evidence(state, why)
+
+
+def _in_order(steps: list[_Step]) -> list[_Step]:
+    return sorted(steps, key=lambda step: (step.at, step.rank, step.seq))
+
+
+def _overridden(steps: list[_Step]) -> set[str]:
+    """The fields an entitlement override set last (no event or other change since): support's deliberate choice."""
+    last: dict[str, str] = {}
+    for step in _in_order(steps):
+        last.update(dict.fromkeys(step.fields, step.action))
+    return {name for name, action in last.items() if action == "entitlements.override"}
 
 
 # -- evidence from the provider -----------------------------------------------------------------------------------
@@ -346,9 +363,15 @@ class ProviderSource:
     def __init__(self, session: Session, provider: SubscriptionProvider) -> None:
         self.provider = provider
         self.plans = _plan_codes(session)
+        self.history = EventsSource(session)
 
     def evidence(self, customers: Sequence[Stored]) -> dict[str, Evidence]:
-        return {customer.user_id: self._evidence(customer) for customer in customers}
+        """The provider's word on each customer, except for fields an override set since the last event."""
+        history = self.history.steps(customers)
+        return {
+            customer.user_id: _leaving(self._evidence(customer), _overridden(history[customer.user_id]))
+            for customer in customers
+        }
 
     def _evidence(self, customer: Stored) -> Evidence:
         if customer.provider_customer_id is None:
@@ -388,6 +411,13 @@ class ProviderSource:
     def _at_provider(state: SubscriptionState) -> Evidence:
         why = f"the provider's subscription {state.provider_subscription_id}"
         return Evidence(state, dict.fromkeys((*COMPARED, "provider_subscription_id"), why))
+
+
+def _leaving(evidence: Evidence, fields: set[str]) -> Evidence:
+    """`evidence` with no expectation for `fields` (so they are neither compared nor fixed)."""
+    if evidence.state is None or not fields:
+        return evidence
+    return replace(evidence, state=replace(evidence.state, **dict.fromkeys(fields)))
 
 
 def source_for(source: Source, provider: SubscriptionProvider | None, session: Session):

@@ -1,5 +1,7 @@
 """GET /plans and POST /plans/sync through the API."""
 
+import json
+
 import pytest
 from sqlalchemy import select
 
@@ -70,3 +72,19 @@ def test_an_unreadable_provider_is_502_and_changes_nothing(app, api, tx, monkeyp
     assert (resp.status_code, resp.get_json()["code"]) == (502, "provider_unavailable")
     assert "STRIPE_API_KEY" in resp.get_json()["detail"]
     assert api("admin").get(PLANS_URL).get_json()["total"] == 0
+
+
+def test_a_catalog_that_cannot_be_stored_is_502_not_a_server_error(app, api, tx, tmp_path, monkeypatch):
+    PlanFactory(code="starter", provider_price_id="price_s")
+    PlanFactory(code="pro", provider_price_id="price_p")
+    entry = {"name": "Pro", "amount": 100, "currency": "usd", "interval": "month", "credits_per_period": 1}
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps({"plans": [entry | {"code": "pro", "provider_price_id": "price_s"}]}))
+    monkeypatch.setitem(app.config, "PLANS_CATALOG", str(path))
+    resp = api("admin").post(SYNC_URL, json={})
+    assert (resp.status_code, resp.get_json()["code"]) == (502, "provider_unavailable")
+    assert "plan code 'pro' would belong to two plans" in resp.get_json()["detail"]
+    assert [(plan["code"], plan["provider_price_id"]) for plan in api("viewer").get(PLANS_URL).get_json()["items"]] == [
+        ("pro", "price_p"),
+        ("starter", "price_s"),
+    ]

@@ -113,6 +113,44 @@ def test_a_broken_catalog_file_changes_nothing(tx, tmp_path, current_catalog, cl
     assert rows(tx) == BEFORE_SYNC and sync_audits(tx) == []
 
 
+def price_ids(tx):
+    tx.expire_all()
+    return {plan.code: plan.provider_price_id for plan in tx.scalars(select(Plan))}
+
+
+def test_two_plans_may_trade_their_price_ids(tx, tmp_path, current_catalog, cli_actor):
+    path = catalog_file(
+        tmp_path,
+        plan_entry("starter", "price_pro"),
+        plan_entry("pro", "price_starter", amount=9900),
+        plan_entry("old", "price_old", amount=500),
+    )
+    report = sync(plans.CatalogProvider(path), cli_actor)
+    assert (report.updated, report.unchanged) == (["pro", "starter"], ["old"])
+    assert price_ids(tx) == {"starter": "price_pro", "pro": "price_starter", "old": "price_old"}
+    assert len(sync_audits(tx)) == 1
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        # price_starter now carries the code `pro`, but the plan `pro` (price_pro, no longer offered) keeps it
+        ([plan_entry("pro", "price_starter")], "plan code 'pro'"),
+        ([plan_entry("team", "price_team"), plan_entry("scale", "price_team")], "price id 'price_team'"),
+        # one offered plan matches `starter` by price id, the other by code
+        ([plan_entry("starter-v2", "price_starter"), plan_entry("starter", "price_new")], "plan 'starter'"),
+    ],
+)
+def test_a_catalog_that_cannot_be_stored_is_refused_and_changes_nothing(
+    tx, tmp_path, current_catalog, cli_actor, entries, message
+):
+    provider = plans.CatalogProvider(catalog_file(tmp_path, *entries))
+    for dry_run in (True, False):
+        with pytest.raises(ProviderUnavailable, match=message):
+            sync(provider, cli_actor, dry_run=dry_run)
+    assert rows(tx) == BEFORE_SYNC and sync_audits(tx) == []
+
+
 # --- Stripe, through the SDK, against a local fake of GET /v1/prices -------------------------------------------
 
 

@@ -20,7 +20,8 @@ from wtforms.validators import InputRequired
 from wtforms.widgets import NumberInput
 
 from app.models.events import EventStatus
-from app.schemas.entitlements import REASON, OverrideIn
+from app.schemas.common import REASON
+from app.schemas.entitlements import OverrideIn
 from app.schemas.grace import GraceResetIn
 from app.services.errors import Conflict, InvalidInput, NotFound, RuleViolation
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from marshmallow import Schema, fields, pre_dump, validate
+from marshmallow import fields, pre_dump, validate
 
 from app.schemas.common import ReasonIn, Timestamp
 from app.schemas.subscriptions import SubscriptionSchema

@@ -130,7 +130,8 @@ def test_the_reason_of_an_apply_comes_before_the_mismatch_in_each_audit_row(api,
     assert api("admin").post(URL, json=body).status_code == 200
     [entry] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "reconcile.apply")).all()
     assert entry.reason == (
-        "ticket 4711: manual UPDATE — status: expected past_due, found active (invoice.payment_failed evt_user-a_failed)"
+        "ticket 4711: manual UPDATE — "
+        "status: expected past_due, found active (invoice.payment_failed evt_user-a_failed)"
     )
 
 

@@ -20,13 +20,16 @@ from wtforms.validators import InputRequired
 from wtforms.widgets import NumberInput
 
 from app.models.events import EventStatus
-from app.schemas.entitlements import REASON, OverrideIn
+from app.schemas.common import REASON
+from app.schemas.entitlements import OverrideIn
 from app.schemas.grace import GraceResetIn
 from app.services.errors import Conflict, InvalidInput, NotFound, RuleViolation
+from app.services.reconcile import Kind, Source
 
 T = TypeVar("T")
 FORM_LEVEL = "_schema"  # marshmallow's name for a message about the whole input
 CONFIRMED = "yes"
+ASKED_ON_CONFIRMATION = ("reason",)  # fields the confirmation page shows rather than carries
 
 
 def load_form(schema: type[Schema], form: FlaskForm, **extra: Any) -> dict[str, Any] | None:
@@ -77,6 +80,11 @@ def add_errors(form: FlaskForm, messages: Mapping[str, Any]) -> None:
             form.form_errors = [*form.form_errors, *(prefix + text for text in texts)]
 
 
+def reason_given(form: FlaskForm) -> bool:
+    """Whether the form says why (every console change does); if not, the error is under its `reason` field."""
+    return load_form(ReasonRequiredIn, form) is not None
+
+
 def error_summary(form: FlaskForm) -> str:
     """Every message on `form` in one line, for a flash where the form itself is not shown again."""
     field_messages = [message for field in form for message in field.errors]
@@ -123,11 +131,12 @@ def render_confirmation(
     """The confirmation step: what will happen, and a button posting the same inputs again, confirmed.
 
     `pinned` adds inputs to the confirmed POST, e.g. the ids the preview listed, so that exactly those run.
+    The form's `reason`, if it has one, is asked on this page (with its error, when a confirmation lacked it).
     """
     carried = [
         (name, value)
         for name, values in request.form.lists()
-        if name not in ("csrf_token", "confirmed")
+        if name not in ("csrf_token", "confirmed", *ASKED_ON_CONFIRMATION)
         for value in values
     ]
     carried += pinned
@@ -195,6 +204,10 @@ class _ReasonRequired(Schema):
     reason = fields.String(required=True, validate=[REASON, validate.Length(min=1)])
 
 
+class ReasonRequiredIn(_ReasonRequired):
+    """Just the reason: checks a confirmation before anything runs."""
+
+
 class ConsoleOverrideIn(_ReasonRequired, OverrideIn):
     """The API's override input with `reason` required."""
 
@@ -203,11 +216,15 @@ class ConsoleGraceResetIn(_ReasonRequired, GraceResetIn):
     """The API's grace reset input with `reason` required."""
 
 
-class _ChangeForm(FlaskForm):
-    user_id = StringField("User id", filters=[strip], render_kw={"autocomplete": "off"})
-    reason = TextAreaField(
+def reason_field() -> TextAreaField:
+    return TextAreaField(
         "Reason", filters=[strip], render_kw={"rows": 2, "placeholder": "Why, in a sentence the next agent understands"}
     )
+
+
+class _ChangeForm(FlaskForm):
+    user_id = StringField("User id", filters=[strip], render_kw={"autocomplete": "off"})
+    reason = reason_field()
 
 
 class OverrideForm(_ChangeForm):
@@ -253,7 +270,33 @@ class ReplayForm(ConfirmableForm):
     user_id = HiddenField()
     since = HiddenField()
     until = HiddenField()
+    reason = reason_field()
 
 
 class PlansSyncForm(ConfirmableForm):
-    """The sync button: the first POST shows the dry-run diff, the confirmed one applies it."""
+    """The sync button: the first POST shows the dry-run diff, the confirmed one (with a reason) applies it."""
+
+    reason = reason_field()
+
+
+class ReconcileFilterForm(FlaskForm):
+    """The reconcile preview's filters: the fields of the API's `ReconcileQuery`, sent as a GET query."""
+
+    class Meta:
+        csrf = False  # a GET that changes nothing
+
+    user_id = StringField("User id", filters=[strip])
+    kind = SelectField("Kind", choices=[SelectChoice("", "any"), *map(SelectChoice, Kind)])
+    source = SelectField("Source", choices=[*map(SelectChoice, Source)])
+    limit = StringField("Per page", widget=NumberInput(min=1, max=200), render_kw={"placeholder": "50"})
+
+
+class ReconcileApplyForm(ConfirmableForm):
+    """Apply fixes: the `selected` customers (checkboxes) or all those the filters match (`scope`), confirmed with
+    a reason. The confirmation pins the customers it listed as `user_ids`."""
+
+    scope = StringField()  # the button pressed: "selected" or "all" (not a hidden input of its own)
+    user_id = HiddenField()
+    kind = HiddenField()
+    source = HiddenField()
+    reason = reason_field()

@@ -16,6 +16,7 @@ from app.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 # Longer than any cursor this app signs; a longer one is refused before its signature is even checked.
 MAX_CURSOR_LENGTH = 512
 MAX_CURSOR_TEXT = 255
+REASON = validate.Length(max=500)
 
 
 class FullMatch(validate.Regexp):
@@ -122,3 +123,9 @@ def page_schema(name: str, item: type[Schema], *cursor_types: type, scope: str) 
         },
         name=name,
     )
+
+
+class ReasonIn(Schema):
+    """`reason`: why a change is made, kept in its audit row (optional in the API; the console requires it)."""
+
+    reason = fields.String(validate=REASON, metadata={"description": "why; kept in the audit log"})

@@ -3,7 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from app.models.plans import PlanInterval
-from app.schemas.common import FullMatch, Timestamp
+from app.schemas.common import FullMatch, ReasonIn, Timestamp
 
 
 class PlanSchema(Schema):
@@ -33,7 +33,7 @@ class PlanCatalogSchema(Schema):
     synced_at = Timestamp(allow_none=True, metadata={"description": "the last sync that wrote, or null"})
 
 
-class PlansSyncIn(Schema):
+class PlansSyncIn(ReasonIn):
     dry_run = fields.Boolean(load_default=False, metadata={"description": "report what would change; write nothing"})
 
 

@@ -252,14 +252,19 @@ def _unstorable(why: str) -> ProviderUnavailable:
     )
 
 
-def sync_plans(provider: PlanProvider, *, dry_run: bool, actor: Actor, now: datetime) -> SyncReport:
-    """Upsert the catalog from `provider`; with `dry_run`, report what would change and write nothing."""
+def sync_plans(
+    provider: PlanProvider, *, dry_run: bool, reason: str | None = None, actor: Actor, now: datetime
+) -> SyncReport:
+    """Upsert the catalog from `provider`; with `dry_run`, report what would change and write nothing.
+
+    A real sync writes one `plans.sync` audit row, whose reason is `reason` (why a person synced) and the provider.
+    """
     require(actor, Permission.SYNC_PLANS)
     offered = provider.fetch_plans()  # before the transaction: a slow provider holds no lock
     with unit_of_work() as session:
         rows = {plan.code: plan for plan in session.scalars(select(Plan).order_by(Plan.code).with_for_update())}
         diff = diff_catalog([PlanSpec.of(plan) for plan in rows.values()], offered)
-        audit_id = None if dry_run else _apply_diff(session, diff, rows, provider, actor=actor, now=now)
+        audit_id = None if dry_run else _apply_diff(session, diff, rows, provider, reason, actor=actor, now=now)
     return SyncReport(
         dry_run=dry_run,
         created=sorted(spec.code for spec in diff.created),
@@ -271,7 +276,14 @@ def sync_plans(provider: PlanProvider, *, dry_run: bool, actor: Actor, now: date
 
 
 def _apply_diff(
-    session: Session, diff: CatalogDiff, rows: dict[str, Plan], provider: PlanProvider, *, actor: Actor, now: datetime
+    session: Session,
+    diff: CatalogDiff,
+    rows: dict[str, Plan],
+    provider: PlanProvider,
+    reason: str | None,
+    *,
+    actor: Actor,
+    now: datetime,
 ) -> int:
     """Write `diff`, mark the catalog synced, and audit it; returns the audit id."""
     changed_rows = diff.updated + diff.deactivated
@@ -296,7 +308,7 @@ def _apply_diff(
         {before.code: before for before, _ in changed if before is not None},
         {after.code: after for _, after in changed},
         now=now,
-        reason=f"from the {provider.name} provider",
+        reason=audit.because(reason, f"from the {provider.name} provider"),
     )
     return entry.id
 

@@ -527,11 +527,13 @@ def apply_fixes(
     source: Source = Source.EVENTS,
     provider: SubscriptionProvider | None = None,
     user_ids: Sequence[str] | None = None,
+    reason: str | None = None,
 ) -> ApplyReport:
     """Fix every mismatch that has a fix (of the users named, or all), one user per transaction.
 
     Each user's subscription is locked and compared again before anything is written, and each fix is audited
-    (`reconcile.apply`, before and after, the mismatch as the reason). Unknown user ids: NotFound, nothing fixed.
+    (`reconcile.apply`, before and after; its reason is `reason`, if given, then the mismatch).
+    Unknown user ids: NotFound, nothing fixed.
     """
     require(actor, Permission.APPLY_RECONCILE)
     only = _known(user_ids) if user_ids is not None else None
@@ -540,7 +542,7 @@ def apply_fixes(
     for customer, mismatches in _compared(source_for(source, provider, db.session), customers, None):
         checked += 1
         if any(mismatch.fix is not None for mismatch in mismatches):
-            mismatches = _apply_user(customer.user_id, source, provider, actor=actor, now=now)
+            mismatches = _apply_user(customer.user_id, source, provider, reason, actor=actor, now=now)
             fixed += sum(mismatch.fix is not None for mismatch in mismatches)
         found += mismatches
     return ApplyReport(checked, found, fixed)
@@ -558,7 +560,13 @@ def _known(user_ids: Sequence[str]) -> list[str]:
 
 
 def _apply_user(
-    user_id: str, source: Source, provider: SubscriptionProvider | None, *, actor: Actor, now: datetime
+    user_id: str,
+    source: Source,
+    provider: SubscriptionProvider | None,
+    reason: str | None,
+    *,
+    actor: Actor,
+    now: datetime,
 ) -> list[Mismatch]:
     """Lock the user's subscription, compare again, and apply and audit each fix; the mismatches found then."""
     with unit_of_work() as session:
@@ -568,12 +576,18 @@ def _apply_user(
         mismatches = compare(customer, source_for(source, provider, session).evidence([customer])[user_id])
         for mismatch in mismatches:
             if mismatch.fix is not None:
-                subscription = _apply_fix(session, subscription, mismatch, actor=actor, now=now)
+                subscription = _apply_fix(session, subscription, mismatch, reason, actor=actor, now=now)
     return mismatches
 
 
 def _apply_fix(
-    session: Session, subscription: Subscription | None, mismatch: Mismatch, *, actor: Actor, now: datetime
+    session: Session,
+    subscription: Subscription | None,
+    mismatch: Mismatch,
+    reason: str | None,
+    *,
+    actor: Actor,
+    now: datetime,
 ) -> Subscription:
     before = _snapshot(subscription) if subscription else None
     if subscription is None:
@@ -583,9 +597,10 @@ def _apply_fix(
         setattr(subscription, name, value)
     subscription.updated_at = now
     session.flush()
-    reason = f"{mismatch.kind}: expected {_text(mismatch.expected)}, found {_text(mismatch.actual)} ({mismatch.why})"
+    found = f"{mismatch.kind}: expected {_text(mismatch.expected)}, found {_text(mismatch.actual)} ({mismatch.why})"
+    after = _snapshot(subscription)
     audit.record(
-        session, actor, "reconcile.apply", mismatch.user_id, before, _snapshot(subscription), now=now, reason=reason
+        session, actor, "reconcile.apply", mismatch.user_id, before, after, now=now, reason=audit.because(reason, found)
     )
     return subscription
 

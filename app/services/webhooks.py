@@ -328,6 +328,7 @@ def replay_events(
     event_ids: Sequence[str] | None = None,
     limit: int | None = None,
     dry_run: bool = False,
+    reason: str | None = None,
     actor: Actor,
     grace_days: int,
     now: datetime,
@@ -336,13 +337,13 @@ def replay_events(
     """Re-run the handlers of the chosen events on their stored payloads (one id, a list, or a filter).
 
     `filters` are EventFilter's fields. A processed event is never applied twice. Each replayed event gains a
-    `replay` attempt and a `webhook.replay` audit row by `actor`, in the same transaction.
+    `replay` attempt and a `webhook.replay` audit row by `actor` (with `reason`), in the same transaction.
     """
     require(actor, Permission.REPLAY_EVENTS)
     chosen = _replay_selection(event_id, event_ids, EventFilter(**filters), limit)
     if dry_run:
         return ReplayReport(True, 0, [EventResult(e.event_id, e.status, e.last_error) for e in chosen])
-    results = [_replay_one(event.id, actor, grace_days=grace_days, now=now) for event in chosen]
+    results = [_replay_one(event.id, actor, reason, grace_days=grace_days, now=now) for event in chosen]
     return ReplayReport(False, len(results), results)
 
 
@@ -379,12 +380,12 @@ def _replay_selection(
     return [found[name] for name in wanted]
 
 
-def _replay_one(pk: int, admin: Actor, *, grace_days: int, now: datetime) -> EventResult:
+def _replay_one(pk: int, admin: Actor, reason: str | None, *, grace_days: int, now: datetime) -> EventResult:
     with unit_of_work() as session:
         event = _claim(session, BillingEvent.id == pk, skip_locked=False)  # wait for a worker holding it
         before = {"event_id": event.event_id, "status": event.status, "attempts": event.attempts}
         actor = Actor.webhook(event.event_id, admin.channel)
         result = _run(session, event, AttemptTrigger.REPLAY, actor, grace_days=grace_days, now=now)
         after = {"event_id": event.event_id, "status": event.status, "error": event.last_error}
-        audit.record(session, admin, "webhook.replay", event.user_id, before, after, now=now)
+        audit.record(session, admin, "webhook.replay", event.user_id, before, after, now=now, reason=reason)
     return result

@@ -59,7 +59,13 @@ def test_a_sync_from_the_shipped_catalog_creates_its_plans_then_changes_nothing(
     assert admin.get(PLANS_URL).get_json()["stale"] is False
 
 
-@pytest.mark.parametrize("body", [{"dry_run": "yes please"}, {"apply": True}])
+def test_the_reason_of_a_sync_lands_in_its_audit_row(api, tx):
+    assert api("admin").post(SYNC_URL, json={"reason": "new team plan"}).status_code == 200
+    [entry] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "plans.sync")).all()
+    assert entry.reason == "new team plan — from the catalog provider"
+
+
+@pytest.mark.parametrize("body", [{"dry_run": "yes please"}, {"apply": True}, {"reason": "x" * 501}])
 def test_a_bad_sync_body_is_validation_failed(api, body):
     resp = api("admin").post(SYNC_URL, json=body)
     assert (resp.status_code, resp.get_json()["code"]) == (422, "validation_failed")

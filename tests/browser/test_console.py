@@ -12,10 +12,13 @@ from typing import NamedTuple
 
 import flask_migrate
 import pytest
+from flask import Flask
 from playwright.sync_api import expect
+from sqlalchemy import update
 
 from app import clock
 from app.models.keys import Role
+from app.models.subscriptions import Subscription, SubscriptionStatus
 from app.services import audit, demo, keys
 from app.services.actor import Actor
 from app.services.uow import unit_of_work
@@ -35,6 +38,7 @@ class Site(NamedTuple):
     base: str
     support_key: str
     admin_key: str
+    app: Flask
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,7 @@ def console_site(test_env, tmp_path_factory):
             secrets = _load(app)
         try:
             with serve(app) as base:
-                yield Site(base, *secrets)
+                yield Site(base, *secrets, app)
         finally:
             with app.app_context():
                 app.extensions["sqlalchemy"].engine.dispose()
@@ -201,6 +205,9 @@ def test_an_admin_filters_events_opens_one_and_replays_it(page, console_site):
     expect(page.locator("pre.json")).to_contain_text(event_id)
     screenshot(page, "event")
     page.get_by_role("button", name="Replay this event").click()
+    expect(page.locator("#reason-error")).to_contain_text("required")
+    page.get_by_label("Reason").fill("Handler fixed in the last release")
+    page.get_by_role("button", name="Replay this event").click()
     expect(page).to_have_url(f"{base}/admin/events/{event_id}")
     expect(page.get_by_role("status")).to_contain_text(f"Replayed 1 event: {event_id}")
     expect(page.locator("table.attempts tbody tr").last).to_contain_text("replay")
@@ -215,10 +222,35 @@ def test_an_admin_syncs_plans_after_reading_the_diff(page, console_site):
     page.get_by_role("button", name="Sync from provider…").click()
     expect(page.get_by_text("Nothing has changed yet.")).to_be_visible()
     expect(page.locator(".confirm li")).to_contain_text(["leave 5 unchanged"])
+    page.get_by_label("Reason").fill("Weekly catalog check")
     screenshot(page, "plans-sync")
     page.get_by_role("button", name="Confirm").click()
     expect(page).to_have_url(f"{base}/admin/plans")
     expect(page.get_by_role("status")).to_contain_text("Plans synced: leave 5 unchanged")
+
+
+def test_an_admin_applies_a_reconcile_fix_after_the_confirmation(page, console_site):
+    """A subscription edited behind the application's back is found, confirmed with a reason, and fixed."""
+    with console_site.app.app_context(), unit_of_work() as session:
+        edit = update(Subscription).where(Subscription.user_id == "user-alice")
+        session.execute(edit.values(status=SubscriptionStatus.CANCELED))
+    base = console_site.base
+    sign_in(page, base, console_site.admin_key)
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Reconcile").click()
+    expect(page.locator("table.reconcile")).to_contain_text("user-alice")
+    screenshot(page, "reconcile")
+    page.get_by_label("User id").fill("user-alice")
+    page.get_by_role("button", name="Check").click()
+    page.get_by_label(re.compile(r"Select user-alice")).check()
+    page.get_by_role("button", name="Apply selected…").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Apply 1 fix to 1 customer")
+    expect(page.locator(".confirm li")).to_have_text([re.compile(r"^user-alice: status: canceled → active ")])
+    page.get_by_label("Reason").fill("Row edited by hand during the migration")
+    screenshot(page, "reconcile-confirm")
+    page.get_by_role("button", name="Confirm").click()
+    expect(page).to_have_url(f"{base}/admin/reconcile?user_id=user-alice")
+    expect(page.get_by_role("status")).to_have_text("Fixed 1 mismatch: user-alice: status: canceled → active.")
+    expect(page.get_by_text("No mismatches")).to_be_visible()
 
 
 def test_signing_out_closes_the_console(page, console_site):

@@ -19,13 +19,15 @@ PAGES = [
     "/admin/events?status=failed",
     "/admin/events/evt_alice",
     "/admin/plans",
+    "/admin/reconcile",
+    "/admin/reconcile?kind=status",
 ]
 
 
 @pytest.fixture(autouse=True)
 def alice(tx):
     SubscriptionFactory(user_id="user-alice")
-    BillingEventFactory(event_id="evt_alice", user_id="user-alice")
+    BillingEventFactory(event_id="evt_alice", user_id="user-alice", type="customer.updated")
 
 
 def audit_actions(tx, action):

@@ -45,6 +45,10 @@ def listed(page: str) -> list[str]:
     return re.findall(r'<td><a href="/admin/events/(evt_\d)">', page)
 
 
+def reasons(tx) -> list[str]:
+    return list(tx.scalars(select(AuditEntry.reason).where(AuditEntry.action == "webhook.replay")))
+
+
 def replays(tx) -> int:
     return tx.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "webhook.replay"))
 
@@ -126,13 +130,20 @@ def test_replay_without_csrf_is_refused(console_as, tx, stored):
 
 def test_replaying_one_event_runs_at_once_and_returns_to_it(console_as, tx, stored):
     admin = console_as("admin")
-    resp = admin.submit(REPLAY, {"event_id": "evt_0"}, form_page=f"{EVENTS}/evt_0")
+    resp = admin.submit(REPLAY, {"event_id": "evt_0", "reason": "bug 88 fixed"}, form_page=f"{EVENTS}/evt_0")
     assert resp.status_code == 302 and resp.headers["Location"] == f"{EVENTS}/evt_0"
     page = html(admin.get(f"{EVENTS}/evt_0"))
     assert "Replayed 1 event: evt_0 " in page
-    assert replays(tx) == 1
+    assert replays(tx) == 1 and reasons(tx) == ["bug 88 fixed"]
     triggers = tx.scalars(select(EventAttempt.trigger).join(BillingEvent).where(BillingEvent.event_id == "evt_0"))
     assert list(triggers) == [AttemptTrigger.REPLAY]
+
+
+def test_replaying_one_event_without_a_reason_is_an_inline_error_on_its_page(console_as, tx, stored):
+    admin = console_as("admin")
+    page = html(admin.submit(REPLAY, {"event_id": "evt_0", "reason": "  "}, form_page=f"{EVENTS}/evt_0"))
+    assert re.search(r'id="reason-error" class="field-error">[^<]*required', page) and "<code>evt_0</code>" in page
+    assert replays(tx) == 0
 
 
 def test_replaying_a_filtered_set_asks_first_then_runs_what_it_listed(console_as, tx, stored):
@@ -147,16 +158,19 @@ def test_replaying_a_filtered_set_asks_first_then_runs_what_it_listed(console_as
     assert [value for name, value in carried if name == "event_ids"] == ["evt_0", "evt_2", "evt_4"]
     BillingEventFactory(event_id="evt_late", status=EventStatus.FAILED, user_id="user-bob", type="customer.updated")
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    resp = admin.client.post(REPLAY, data=MultiDict([*carried, ("csrf_token", token)]))
+    no_reason = admin.client.post(REPLAY, data=MultiDict([*carried, ("csrf_token", token)]))
+    assert "Replay 3 events" in html(no_reason) and 'id="reason-error"' in html(no_reason)
+    assert replays(tx) == 0  # asked again, nothing run
+    resp = admin.client.post(REPLAY, data=MultiDict([*carried, ("csrf_token", token), ("reason", "retry after fix")]))
     assert resp.status_code == 302 and resp.headers["Location"] == f"{EVENTS}?status=failed&user_id=user-bob"
     assert "Replayed 3 events: evt_0" in html(admin.get(resp.headers["Location"]))
     assert replays(tx) == 3  # the three it listed, not the one that arrived meanwhile
+    assert reasons(tx) == ["retry after fix"] * 3
 
 
 @pytest.mark.parametrize(
     "form, message",
     [
-        ({"event_id": "evt_ghost"}, "No event has the id &#39;evt_ghost&#39;; nothing was replayed."),
         ({}, "give exactly one of event_id, event_ids, or a filter"),
         ({"status": "dead"}, "No event matches these filters; nothing was replayed."),
         ({"since": "soon"}, "Not a valid datetime."),
@@ -168,6 +182,12 @@ def test_a_replay_that_cannot_run_says_why_and_changes_nothing(console_as, tx, s
     assert resp.status_code == 302
     page = admin.get(resp.headers["Location"]).get_data(as_text=True)
     assert re.search(r'<p class="flash flash-error" role="status">[^<]*' + re.escape(message), page)
+    assert replays(tx) == 0
+
+
+def test_replaying_an_unknown_event_is_a_404_page(console_as, tx, stored):
+    resp = console_as("admin").submit(REPLAY, {"event_id": "evt_ghost", "reason": "x"}, form_page="/admin/")
+    assert resp.status_code == 404 and "No event has the id" in resp.get_data(as_text=True)
     assert replays(tx) == 0
 
 

@@ -168,13 +168,35 @@ def test_the_audit_csv_download_is_every_match(viewer, entries):
         "/admin/plans",
         "/admin/override",
         "/admin/grace-reset",
+        "/admin/reconcile",
     ],
 )
 def test_every_page_carries_the_security_headers(console_as, tx, path):
     SubscriptionFactory(user_id="user-alice")
-    BillingEventFactory(event_id="evt_alice", user_id="user-alice")
+    BillingEventFactory(event_id="evt_alice", user_id="user-alice", type="customer.updated")
     resp = console_as("support").get(path)
     assert resp.status_code == 200
+    assert_secure_headers(resp)
+
+
+@pytest.mark.parametrize(
+    "request_page, status",
+    [
+        (lambda browser: browser.get("/admin/customers/user-nobody"), 404),
+        (lambda browser: browser.get("/admin/nothing-here"), 404),
+        (lambda browser: browser.submit("/admin/plans/sync", form_page="/admin/plans"), 403),
+        (lambda browser: browser.submit("/admin/override", csrf=False), 400),
+        (lambda browser: browser.get("/admin/reconcile?limit=0"), 400),
+        (lambda browser: browser.client.put("/admin/reconcile"), 405),
+    ],
+)
+def test_error_pages_carry_the_security_headers_too(console_as, tx, request_page, status):
+    resp = request_page(console_as("support"))
+    assert resp.status_code == status
+    assert_secure_headers(resp)
+
+
+def assert_secure_headers(resp) -> None:
     csp = resp.headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
@@ -205,4 +227,4 @@ def test_the_navigation_lists_the_pages_the_role_may_use(console_as, tx, role, c
     page = html(console_as(role).get("/admin/"))
     nav = page[page.index('aria-label="Console"') : page.index("</nav>")]
     labels = re.findall(r'<li><a href="/admin/[^"]*"(?: aria-current="page")?>([^<]+)</a></li>', nav)
-    assert labels == ["Dashboard", "Events", "Customers", *change_pages, "Plans", "Audit log"]
+    assert labels == ["Dashboard", "Events", "Customers", *change_pages, "Plans", "Reconcile", "Audit log"]

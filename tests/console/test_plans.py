@@ -60,12 +60,16 @@ def test_a_sync_shows_the_diff_first_then_applies_it_when_confirmed(console_as, 
     assert count(tx, Plan) == 2 and count(tx, AuditEntry, AuditEntry.action == "plans.sync") == 0
 
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    resp = admin.client.post(SYNC, data={"csrf_token": token, "confirmed": "yes"})
+    no_reason = admin.client.post(SYNC, data={"csrf_token": token, "confirmed": "yes"}).get_data(as_text=True)
+    assert "<li>update starter</li>" in no_reason and 'id="reason-error"' in no_reason
+    assert count(tx, Plan) == 2 and count(tx, AuditEntry, AuditEntry.action == "plans.sync") == 0
+    resp = admin.client.post(SYNC, data={"csrf_token": token, "confirmed": "yes", "reason": "team plan launch"})
     assert resp.status_code == 302 and resp.headers["Location"] == PLANS
     page = admin.get(PLANS).get_data(as_text=True)
     assert "Plans synced: create legacy-basic, pro, pro-annual, team; update starter; deactivate gone" in page
     assert count(tx, Plan) == 6 and count(tx, Plan, Plan.active.is_(True)) == 4
-    assert count(tx, AuditEntry, AuditEntry.action == "plans.sync") == 1
+    [entry] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "plans.sync"))
+    assert entry.reason == "team plan launch — from the catalog provider"
 
 
 def test_an_unreadable_provider_is_an_error_page_and_changes_nothing(console_app, console_as, tx, monkeypatch):

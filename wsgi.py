@@ -1,4 +1,5 @@
-"""Entry point: `gunicorn wsgi:app` and `flask --app wsgi ...`. Reads `.env` from the working directory only."""
+"""Entry point: `gunicorn wsgi:app` and `flask --app wsgi ...`. Reads `.env` from the working directory only
+(unless FLASK_SKIP_DOTENV=1, Flask's own switch, turns `.env` files off)."""
 
 import os
 import sys
@@ -28,7 +29,8 @@ if stray := _stray_dotenv():
         f"billops cannot start: the flask command loaded {stray}, above the working directory; billops reads only "
         "./.env. Remove that file, or set FLASK_SKIP_DOTENV=1."
     )
-load_dotenv(Path.cwd() / ".env")
+if get_load_dotenv():
+    load_dotenv(Path.cwd() / ".env")
 
 from app import create_app  # noqa: E402  (the environment must be loaded first)
 from app.config import ConfigError  # noqa: E402

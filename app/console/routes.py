@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import flask
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from marshmallow import Schema
 from werkzeug.exceptions import TooManyRequests
 
 from app import clock
 from app.audit_csv import csv_response
 from app.auth import actor_for, current_actor
 from app.console import access, display
-from app.console.forms import AuditFilterForm, LoginForm, add_errors, load_form
+from app.console.forms import (
+    AuditFilterForm,
+    ConsoleGraceResetIn,
+    ConsoleOverrideIn,
+    EventFilterForm,
+    GraceResetForm,
+    LoginForm,
+    OverrideForm,
+    PlansSyncForm,
+    ReplayForm,
+    add_errors,
+    error_summary,
+    load_form,
+    render_confirmation,
+    schema_hints,
+    submit,
+)
 from app.schemas.audit import AuditQuery
 from app.schemas.common import encode_cursor
-from app.services import audit, customers, dashboard
+from app.schemas.entitlements import OverrideIn
+from app.schemas.events import EventsQuery, ReplayIn
+from app.schemas.grace import GraceResetIn
+from app.services import audit, customers, dashboard, entitlements, events, grace, plans, webhooks
 from app.services.actor import Channel
 from app.services.errors import AuthRequired
+from app.services.pagination import Page
+from app.services.permissions import Permission
 
 bp = flask.Blueprint("console", __name__, url_prefix="/admin")
 bp.before_request(access.require_session)
@@ -86,14 +112,197 @@ def audit_log():
     if fmt == "csv":
         return csv_response(audit.iter_entries(filters, actor=current_actor()))
     page = audit.list_entries(filters, actor=current_actor(), after=after, limit=limit)
-    kept = {name: value for name, value in request.args.items() if name not in ("cursor", "format") and value}
     return render_template(
         "console/audit.html",
         form=form,
         actions=audit.ACTIONS,
         page=page,
-        next_url=page.next_cursor
-        and url_for("console.audit_log", **kept, cursor=encode_cursor(page.next_cursor, scope="audit")),
-        first_url=after and url_for("console.audit_log", **kept),
-        csv_url=url_for("console.audit_log", **kept, format="csv"),
+        **page_links("console.audit_log", page, after, scope="audit"),
+        csv_url=url_for("console.audit_log", **kept_args(), format="csv"),
     )
+
+
+def kept_args() -> dict[str, str]:
+    """The list's filters as the browser sent them, without the page position or the download format."""
+    return {name: value for name, value in request.args.items() if name not in ("cursor", "format") and value}
+
+
+def page_links(endpoint: str, page: Page, after: Any, *, scope: str) -> dict[str, str | None]:
+    """`next_url` (the next keyset page, the filters kept) and `first_url` (back to the newest, once paged)."""
+    kept = kept_args()
+    return {
+        "next_url": page.next_cursor and url_for(endpoint, **kept, cursor=encode_cursor(page.next_cursor, scope=scope)),
+        "first_url": after and url_for(endpoint, **kept),
+    }
+
+
+# -- events -----------------------------------------------------------------------------------------------------
+
+
+@bp.get("/events", endpoint="events")
+def events_list():
+    """Billing events with the API's filters and keyset pages; an admin may replay the filtered set."""
+    form = EventFilterForm(request.args)
+    query = load_form(EventsQuery, form, cursor=request.args.get("cursor"))
+    if query is None:
+        return render_template("console/events/list.html", form=form, page=None), 400
+    limit, after, _ = query.pop("limit"), query.pop("cursor", None), query.pop("skip")
+    filters = events.EventFilter(**query)
+    page = events.list_events(filters, actor=current_actor(), after=after, limit=limit)
+    replay_form = ReplayForm(**{name: getattr(form, name).data for name in query}) if not filters.empty else None
+    return render_template(
+        "console/events/list.html",
+        form=form,
+        page=page,
+        replay_form=replay_form,
+        **page_links("console.events", page, after, scope="events"),
+    )
+
+
+@bp.get("/events/<string:event_id>", endpoint="event")
+def event_detail(event_id: str):
+    """One event: its payload, every attempt (and why a stale one was ignored), and for admins a replay button."""
+    return render_template(
+        "console/events/detail.html",
+        event=events.get_event(event_id, actor=current_actor()),
+        replay_form=ReplayForm(event_id=event_id),
+    )
+
+
+@bp.post("/events/replay", endpoint="replay")
+@access.requires(Permission.REPLAY_EVENTS)
+def replay_events():
+    """Replay one event at once, or the filtered set after a confirmation listing what would run (admin).
+
+    The confirmation pins the ids it listed: confirmed, exactly those run, even if more events match by then.
+    """
+    form = ReplayForm()
+    back = _replay_return(form)
+    pinned = request.form.getlist("event_ids") if form.is_confirmed() else []
+    data = load_form(ReplayIn, form, **({"event_ids": pinned} if pinned else {}))
+    if data is not None and pinned:
+        data = {name: value for name, value in data.items() if name not in events.FILTER_FIELDS}
+    if data is not None and "event_id" not in data and not form.is_confirmed():
+        preview = submit(form, _replay, data | {"dry_run": True}, not_found_field="event_id")
+        if preview is not None and preview.results:
+            return render_confirmation(
+                title=f"Replay {_events(len(preview.results))}",
+                items=[f"replay {r.event_id} (now {r.status})" for r in preview.results],
+                action=url_for("console.replay"),
+                cancel=back,
+                form=form,
+                pinned=[("event_ids", result.event_id) for result in preview.results],
+            )
+        if preview is not None:
+            form.form_errors.append("No event matches these filters; nothing was replayed.")
+    elif data is not None:
+        report = submit(form, _replay, data, not_found_field="event_id")
+        if report is not None:
+            flash(f"Replayed {_events(report.replayed)}: " + "; ".join(_outcome(r) for r in report.results) + ".")
+            return redirect(back)
+    flash(error_summary(form), "error")
+    return redirect(back)
+
+
+def _replay(data: dict[str, Any]) -> webhooks.ReplayReport:
+    grace_days = current_app.config["GRACE_PERIOD_DAYS"]
+    return webhooks.replay_events(**data, actor=current_actor(), grace_days=grace_days, now=clock.utcnow())
+
+
+def _replay_return(form: ReplayForm) -> str:
+    """Where the browser goes after a replay: the event's page, or the list with the filters replayed."""
+    if form.event_id.data:
+        return url_for("console.event", event_id=form.event_id.data)
+    kept = {name: field.data for name, field in form._fields.items() if name in events.FILTER_FIELDS and field.data}
+    return url_for("console.events", **kept)
+
+
+def _events(count: int) -> str:
+    return f"{count} event" if count == 1 else f"{count} events"
+
+
+def _outcome(result: webhooks.EventResult) -> str:
+    return f"{result.event_id} {result.status}" + (f" ({result.error})" if result.error else "")
+
+
+# -- changes to one customer -------------------------------------------------------------------------------------
+
+
+@bp.route("/override", methods=["GET", "POST"])
+@access.requires(Permission.OVERRIDE_ENTITLEMENTS)
+def override():
+    """Set or adjust a customer's credits, plan or expiry, with a reason (support+)."""
+    form = OverrideForm(user_id=request.args.get("user_id", ""))
+    form.offer_plans(plan.code for plan in plans.list_plans(actor=current_actor()).items if plan.active)
+    return _change_page(
+        form,
+        ConsoleOverrideIn,
+        entitlements.override_entitlements,
+        lambda result: display.change_message(result.change.before, result.change.after),
+        "console/override.html",
+        hints=schema_hints(OverrideIn),
+    )
+
+
+@bp.route("/grace-reset", methods=["GET", "POST"])
+@access.requires(Permission.RESET_GRACE)
+def grace_reset():
+    """Start or extend a customer's grace period, with a reason (support+)."""
+    form = GraceResetForm(user_id=request.args.get("user_id", ""))
+    return _change_page(
+        form,
+        ConsoleGraceResetIn,
+        grace.reset_grace,
+        lambda result: "grace period " + display.change_message(result.before, result.grace_period),
+        "console/grace_reset.html",
+        hints=schema_hints(GraceResetIn),
+    )
+
+
+def _change_page(
+    form: FlaskForm, schema: type[Schema], service: Callable, describe: Callable[[Any], str], template: str, **context
+):
+    """A change form: validate, call `service`, flash what changed and show the customer; else inline errors."""
+    if form.validate_on_submit() and (data := load_form(schema, form)):
+        result = submit(form, service, **data, actor=current_actor(), now=clock.utcnow())
+        if result is not None:
+            flash(f"{data['user_id']}: {describe(result)}.")
+            return redirect(url_for("console.customer", user_id=data["user_id"]))
+    return render_template(template, form=form, **context)
+
+
+# -- plans ------------------------------------------------------------------------------------------------------
+
+
+@bp.get("/plans", endpoint="plans")
+def plans_page():
+    """The plan catalog, active plans first, with a banner when the provider changed it since the last sync."""
+    return render_template(
+        "console/plans.html", catalog=plans.list_plans(actor=current_actor()), sync_form=PlansSyncForm()
+    )
+
+
+@bp.post("/plans/sync")
+@access.requires(Permission.SYNC_PLANS)
+def plans_sync():
+    """Sync the catalog from the provider: first the dry-run diff, then, confirmed, the sync itself (admin)."""
+    form = PlansSyncForm()
+    provider = plans.configured_provider(current_app.config)
+    report = plans.sync_plans(provider, dry_run=not form.is_confirmed(), actor=current_actor(), now=clock.utcnow())
+    if report.dry_run:
+        return render_confirmation(
+            title=f"Sync the plan catalog from the {provider.name} provider",
+            items=_sync_lines(report),
+            action=url_for("console.plans_sync"),
+            cancel=url_for("console.plans"),
+            form=form,
+        )
+    flash("Plans synced: " + "; ".join(_sync_lines(report)) + ".")
+    return redirect(url_for("console.plans"))
+
+
+def _sync_lines(report: plans.SyncReport) -> list[str]:
+    """What the sync does to each plan, one line per kind of change."""
+    kinds = (("create", report.created), ("update", report.updated), ("deactivate", report.deactivated))
+    lines = [f"{verb} {', '.join(codes)}" for verb, codes in kinds if codes]
+    return [*lines, f"leave {len(report.unchanged)} unchanged ({', '.join(report.unchanged) or 'none'})"]

@@ -31,6 +31,7 @@ from app.services.subscriptions import lock_subscription
 _STATUS_ALIASES = {"incomplete_expired": SubscriptionStatus.CANCELED}
 _CATALOG_PREFIXES = ("price.", "product.", "plan.")
 _LATEST_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
+MAX_USER_ID = 64  # the length of the user_id columns
 
 
 class GraceAction(enum.StrEnum):
@@ -122,7 +123,7 @@ def _read_subscription(event_type: str, payload: dict[str, Any]) -> Implied:
         event_type=event_type,
         created=_created(payload),
         provider_customer_id=_customer_id(sub),
-        user_id=_field(sub, "metadata", "user_id"),
+        user_id=_user_id(sub),
         provider_subscription_id=_field(sub, "id"),
         status=status,
         price_id=_price_id(sub, items),
@@ -182,6 +183,17 @@ def _field(obj: Any, *path: str | int, kind: type = str) -> Any:
 def _items(sub: dict[str, Any]) -> list[Any]:
     items = _field(sub, "items", "data", kind=list)
     return items or []
+
+
+def _user_id(sub: dict[str, Any]) -> str | None:
+    """`metadata.user_id`, or None when absent; HandlerError when it cannot name a user (blank, over 64)."""
+    user_id = _field(sub, "metadata", "user_id")
+    if user_id is not None and not (user_id.strip() and len(user_id) <= MAX_USER_ID):
+        raise HandlerError(
+            f"data.object.metadata.user_id {user_id[:80]!r} is not a user id (1 to {MAX_USER_ID} characters, not "
+            "blank); fix the subscription's metadata at the provider, then replay this event."
+        )
+    return user_id
 
 
 def _customer_id(obj: dict[str, Any]) -> str | None:
@@ -249,11 +261,13 @@ def plan_change(session: Session, event_id: str, implied: Implied) -> Change:
 def _resolve_user(session: Session, implied: Implied) -> tuple[str, str | None]:
     """The user the event is about, and the provider customer id to link to them if it is new."""
     customer_id = implied.provider_customer_id
+    if customer_id is None:
+        raise HandlerError("The event names no customer (data.object.customer), so billops cannot tell whose it is.")
     by_provider = _customer(session, Customer.provider_customer_id, customer_id)
     if implied.user_id is None:
         if by_provider is None:
             raise HandlerError(
-                f"No customer is known for {customer_id or 'this event (no customer id)'}: billops links a provider "
+                f"No customer is known for {customer_id}: billops links a provider "
                 "customer to a user through metadata.user_id on its subscription. Replay this event once a "
                 "customer.subscription.* event for it has been processed."
             )
@@ -363,6 +377,30 @@ def handle_subscription_or_invoice(session: Session, event: BillingEvent, ctx: H
     return Outcome(EventStatus.PROCESSED, None, change.user_id)
 
 
+def handle_invoice(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:
+    """A subscription's invoice sets its status and grace period; a one-off invoice leaves both alone."""
+    invoice = _object(event.payload)
+    if invoice_subscription_id(invoice) is None:
+        note = (
+            f"ignored: invoice {_field(invoice, 'id') or '(no id)'} names no subscription (a one-off invoice), so "
+            "it changes no subscription status or grace period"
+        )
+        return Outcome(EventStatus.IGNORED, note, event.user_id)
+    return handle_subscription_or_invoice(session, event, ctx)
+
+
+def invoice_subscription_id(invoice: dict[str, Any]) -> str | None:
+    """The subscription an invoice bills: `subscription` in older API versions, `parent.subscription_details`
+    from 2025-03-31 on (either may be expanded to an object)."""
+    for path in (("subscription",), ("parent", "subscription_details", "subscription")):
+        value = _field(invoice, *path, kind=object)
+        if isinstance(value, dict):
+            value = _field(value, "id")
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def handle_catalog(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:
     """A price, product or plan changed at the provider: the catalog needs a sync."""
     mark_catalog_stale(session, f"{event.type} {event.event_id}", now=ctx.now)
@@ -370,7 +408,10 @@ def handle_catalog(session: Session, event: BillingEvent, ctx: HandlerContext) -
 
 
 Handler = Callable[[Session, BillingEvent, HandlerContext], Outcome]
-HANDLERS: dict[str, Handler] = dict.fromkeys(_READERS, handle_subscription_or_invoice)
+HANDLERS: dict[str, Handler] = {
+    **dict.fromkeys(_READERS, handle_subscription_or_invoice),
+    **dict.fromkeys(("invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed"), handle_invoice),
+}
 
 
 def handler_for(event_type: str) -> Handler | None:

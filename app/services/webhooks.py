@@ -76,7 +76,7 @@ def verify_signature(payload: bytes, header: str | None, secrets: Sequence[str],
     if not secrets:
         raise InvalidSignature("No WEBHOOK_SECRET is configured, so no webhook can be verified; set it and resend.")
     timestamp, signatures = _parse_signature_header(header)
-    age = now.timestamp() - timestamp  # in seconds: any t up to 12 digits, even past the year 9999
+    age = now.timestamp() - timestamp  # in seconds: `t` may lie beyond the years a datetime can hold
     if abs(age) > SIGNATURE_TOLERANCE.total_seconds():
         raise InvalidSignature(
             f"The signature timestamp is {abs(age):.0f} s {'old' if age > 0 else 'ahead'}; "

@@ -7,14 +7,25 @@ from app.models import AdminSession, AuditEntry
 from app.services import keys
 from tests.conftest import build_app
 from tests.console.conftest import LOGIN, ConsoleClient
-from tests.factories import SubscriptionFactory
+from tests.factories import BillingEventFactory, SubscriptionFactory
 
-PAGES = ["/admin/", "/admin/customers", "/admin/customers?q=user-alice", "/admin/customers/user-alice", "/admin/audit"]
+PAGES = [
+    "/admin/",
+    "/admin/customers",
+    "/admin/customers?q=user-alice",
+    "/admin/customers/user-alice",
+    "/admin/audit",
+    "/admin/events",
+    "/admin/events?status=failed",
+    "/admin/events/evt_alice",
+    "/admin/plans",
+]
 
 
 @pytest.fixture(autouse=True)
 def alice(tx):
     SubscriptionFactory(user_id="user-alice")
+    BillingEventFactory(event_id="evt_alice", user_id="user-alice")
 
 
 def audit_actions(tx, action):

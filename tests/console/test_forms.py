@@ -34,7 +34,7 @@ def agent(probe_console, tx, make_key):
 
 def field_error(page: str, field: str) -> str:
     """The message under `field`, whose input must be marked invalid and point at it."""
-    [tag] = re.findall(rf'<input [^>]*id="{field}"[^>]*>', page)
+    [tag] = re.findall(rf'<(?:input|select|textarea) [^>]*id="{field}"[^>]*>', page)
     assert 'aria-invalid="true"' in tag and f'aria-describedby="{field}-error"' in tag
     match = re.search(rf'<small id="{field}-error" class="field-error">([^<]*)<', page)
     assert match, f"no inline error on {field}"

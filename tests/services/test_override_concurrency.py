@@ -68,6 +68,7 @@ def gunicorn(own_app, own_database, tmp_path):
         "BILLOPS_ENV": "test",
         "DATABASE_URL": own_database,
         "BILLOPS_INSTANCE_PATH": str(tmp_path),
+        "FLASK_SKIP_DOTENV": "1",  # not the settings of a `make run` .env in the checkout
     }
     command = [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4", "-b", f"127.0.0.1:{port}", "wsgi:app"]
     server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stderr=subprocess.PIPE, text=True)

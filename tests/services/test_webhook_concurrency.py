@@ -107,7 +107,8 @@ os._exit(0)
 
 def subprocess_env(own_database, **extra):
     urls = {"TEST_DATABASE_URL": own_database, "DATABASE_URL": own_database}
-    return {**os.environ, **urls, "BILLOPS_ENV": "development", **extra}
+    # FLASK_SKIP_DOTENV: the suite's settings, not those of a `make run` .env in the checkout
+    return {**os.environ, **urls, "BILLOPS_ENV": "development", "FLASK_SKIP_DOTENV": "1", **extra}
 
 
 def test_an_event_stranded_by_a_killed_process_is_claimed_by_the_worker_after_a_minute(own_app, own_database):

@@ -117,6 +117,13 @@ def test_a_dotenv_file_in_the_working_directory_is_read(tmp_path):
     assert "/healthz" in result.stdout
 
 
+def test_flask_skip_dotenv_turns_the_working_directorys_dotenv_off_too(tmp_path):
+    (tmp_path / ".env").write_text("BILLOPS_ENV=production\n")  # production without a SECRET_KEY cannot start
+    assert _flask(tmp_path).returncode == 1
+    result = _flask(tmp_path, BILLOPS_ENV="development", FLASK_SKIP_DOTENV="1")
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture
 def checkout_below_a_stray_dotenv(tmp_path):
     (tmp_path / ".env").write_text("BILLOPS_ENV=development\n")

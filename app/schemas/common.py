@@ -10,7 +10,7 @@ from itsdangerous import BadData, URLSafeSerializer
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.services.errors import InvalidInput
-from app.services.inputs import INT64_MAX, INT64_MIN, check_text
+from app.services.inputs import INT64_MAX, INT64_MIN, check_text, text_problem
 from app.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 # Longer than any cursor this app signs; a longer one is refused before its signature is even checked.
@@ -28,6 +28,12 @@ class FullMatch(validate.Regexp):
         if self.regex.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value
+
+
+def storable(value: str) -> None:
+    """A field validator for text that comes from elsewhere than a request (files, providers): the input rule."""
+    if problem := text_problem(value):
+        raise ValidationError(f"The value {problem}.")
 
 
 class Timestamp(fields.AwareDateTime):

@@ -151,6 +151,19 @@ def test_a_catalog_that_cannot_be_stored_is_refused_and_changes_nothing(
     assert rows(tx) == BEFORE_SYNC and sync_audits(tx) == []
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [{"name": "Pro\x00"}, {"provider_price_id": "price_\ud800"}, {"amount": 2**31}, {"credits_per_period": 2**31}],
+    ids=["nul-name", "surrogate-price", "amount-2^31", "credits-2^31"],
+)
+def test_a_catalog_value_the_database_cannot_store_changes_nothing(tx, tmp_path, current_catalog, cli_actor, extra):
+    """Refused as an invalid catalog (502 on the API, one line on the CLI), not a database error and a 500."""
+    path = catalog_file(tmp_path, {**plan_entry("pro", "price_pro"), **extra})
+    with pytest.raises(ProviderUnavailable, match="invalid plans"):
+        sync(plans.CatalogProvider(path), cli_actor)
+    assert rows(tx) == BEFORE_SYNC and sync_audits(tx) == []
+
+
 # --- Stripe, through the SDK, against a local fake of GET /v1/prices -------------------------------------------
 
 
@@ -188,6 +201,17 @@ def test_a_stripe_price_takes_its_name_and_credits_from_the_price_or_product(fak
     server = fake_stripe([price])
     [spec] = plans.StripeProvider("sk_test_fake", server.base, max_network_retries=0).fetch_plans()
     assert spec == plans.PlanSpec("scale", "price_x", "Scale (monthly)", 50000, "usd", "month", 250000, True)
+
+
+def test_a_stripe_price_the_database_cannot_store_is_skipped(fake_stripe):
+    offered = [
+        stripe_price("price_big", "big", 100, "Big", credits_per_period="2147483648"),
+        stripe_price("price_nul", "nul", 100, "Nul\x00"),
+        stripe_price("price_ok", "ok", 100, "Ok", credits_per_period="10"),
+    ]
+    server = fake_stripe(offered)
+    specs = plans.StripeProvider("sk_test_fake", server.base, max_network_retries=0).fetch_plans()
+    assert [spec.code for spec in specs] == ["ok"]
 
 
 def test_stripe_errors_change_nothing(tx, current_catalog, cli_actor, fake_stripe):

@@ -40,7 +40,9 @@ def authenticate(channel: Channel) -> Actor:
             keys.record_auth_failure(origin, exc.detail, now=now)
             raise
     else:
-        key = sessions.resume_session(session.get(SESSION_ID), now=now)
+        key = sessions.resume_session(
+            session.get(SESSION_ID), bootstrap_secret=current_app.config["ADMIN_KEY"], now=now
+        )
         if key is None:
             raise AuthRequired("Sign in with your admin key.")
     g.actor = actor_for(key, channel)

@@ -22,10 +22,25 @@ from app.services import audit, benchdata, demo, entitlements, grace, keys, plan
 from app.services.actor import Actor
 from app.services.catalog import CatalogError
 from app.services.errors import DomainError, InvalidInput
-from app.services.inputs import check_actor_name, printable
+from app.services.inputs import check_actor_name, printable, text_problem
+
+
+class StorableTextCommand(click.Command):
+    """A command whose text arguments and options are checked before it runs: argv bytes that are not UTF-8
+    arrive as lone surrogates, which no database query can take (one clear line and exit 1, not a traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        for param in self.params:
+            values = ctx.params.get(param.name)
+            for value in values if isinstance(values, tuple | list) else [values]:
+                if isinstance(value, str) and (problem := text_problem(value)):
+                    raise click.ClickException(f"{param.get_error_hint(ctx)} {printable(value)[:40]!r} {problem}")
+        return super().invoke(ctx)
+
 
 billing = AppGroup("billing", help="Billing operations.")
 admin_keys = AppGroup("admin-keys", help="Create, list and revoke admin keys.")
+billing.command_class = admin_keys.command_class = StorableTextCommand
 
 
 def init_app(app: Flask) -> None:

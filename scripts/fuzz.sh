@@ -64,7 +64,7 @@ status=0
     --phases examples,coverage,fuzzing \
     --max-examples 60 \
     --max-time "$MAX_TIME" \
-    --request-timeout 10 \
+    --request-timeout 30 \
     --workers 2 \
     --generation-database none \
     --seed "${FUZZ_SEED:-$RANDOM}" \

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
-from app.auth import SESSION_ID, anonymous_actor, authenticate
+from app.auth import SESSION_ID, anonymous_actor, authenticate, current_actor
 from app.models.keys import AdminKey
 from app.services import keys, sessions
 from app.services.actor import Actor, Channel
 from app.services.errors import AuthRequired
+from app.services.permissions import Permission, require
 
 PUBLIC_ENDPOINTS = frozenset({"console.login"})
 FAILED_SIGN_INS_PER_MINUTE = 10  # the next sign-in from that address in the same minute gets a 429
@@ -29,6 +33,21 @@ def require_session() -> Response | None:
         back = request.full_path.rstrip("?") if request.method == "GET" else None
         return redirect(url_for("console.login", next=back))
     return None
+
+
+def requires(permission: Permission) -> Callable:
+    """A page only roles holding `permission` may open (a viewer never sees a change form): the others get the
+    403 page. The service behind it checks again."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def gated(*args: Any, **kwargs: Any) -> Any:
+            require(current_actor(), permission)
+            return view(*args, **kwargs)
+
+        return gated
+
+    return decorate
 
 
 def login_limited(ip: str | None, *, now: datetime) -> bool:

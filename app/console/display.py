@@ -39,7 +39,7 @@ UNREMARKABLE = frozenset({"version", "updated_at"})
 
 def register(bp: Blueprint) -> None:
     """Make the filters and helpers available to every template."""
-    for template_filter in (utc, ago, pretty_json):
+    for template_filter in (utc, ago, pretty_json, shown):
         bp.add_app_template_filter(template_filter)
     for helper in (console_url, can, nav_items):
         bp.add_app_template_global(helper)
@@ -79,7 +79,7 @@ def change_message(before: Any, after: Any) -> str:
     """`credits: 100 → 600; plan: pro → team`: each field that changed (snapshots as dicts or dataclasses)."""
     old, new = _fields(before), _fields(after)
     changes = [
-        f"{name}: {_shown(old.get(name))} → {_shown(value)}"
+        f"{name}: {shown(old.get(name))} → {shown(value)}"
         for name, value in new.items()
         if name not in UNREMARKABLE and old.get(name) != value
     ]
@@ -94,13 +94,16 @@ def _fields(snapshot: Any) -> Mapping[str, Any]:
     return snapshot
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A value as the console writes it: `none`, UTC times, `plan pro, status active` for a record, lists by commas."""
     if value is None:
         return "none"
     if isinstance(value, datetime):
         return utc(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return ", ".join(f"{name} {_shown(item)}" for name, item in _fields(value).items() if name not in UNREMARKABLE)
+    if isinstance(value, Mapping) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        return ", ".join(f"{name} {shown(item)}" for name, item in _fields(value).items() if name not in UNREMARKABLE)
+    if isinstance(value, list):
+        return ", ".join(map(shown, value))
     return str(value)
 
 

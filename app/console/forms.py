@@ -13,16 +13,23 @@ from typing import Any, TypeVar
 
 from flask import render_template, request
 from flask_wtf import FlaskForm
-from marshmallow import Schema, ValidationError
-from wtforms import HiddenField, PasswordField, StringField
+from marshmallow import Schema, ValidationError, fields, validate
+from wtforms import HiddenField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired
 from wtforms.widgets import NumberInput
 
+from app.models.events import EventStatus
+from app.schemas.common import REASON
+from app.schemas.entitlements import OverrideIn
+from app.schemas.grace import GraceResetIn
 from app.services.errors import Conflict, InvalidInput, NotFound, RuleViolation
+from app.services.reconcile import Kind, Source
 
 T = TypeVar("T")
 FORM_LEVEL = "_schema"  # marshmallow's name for a message about the whole input
 CONFIRMED = "yes"
+ASKED_ON_CONFIRMATION = ("reason",)  # fields the confirmation page shows rather than carries
 
 
 def load_form(schema: type[Schema], form: FlaskForm, **extra: Any) -> dict[str, Any] | None:
@@ -73,6 +80,17 @@ def add_errors(form: FlaskForm, messages: Mapping[str, Any]) -> None:
             form.form_errors = [*form.form_errors, *(prefix + text for text in texts)]
 
 
+def reason_given(form: FlaskForm) -> bool:
+    """Whether the form says why (every console change does); if not, the error is under its `reason` field."""
+    return load_form(ReasonRequiredIn, form) is not None
+
+
+def error_summary(form: FlaskForm) -> str:
+    """Every message on `form` in one line, for a flash where the form itself is not shown again."""
+    field_messages = [message for field in form for message in field.errors]
+    return " ".join([*form.form_errors, *field_messages])
+
+
 def _texts(message: Any) -> list[str]:
     if isinstance(message, str):
         return [message]
@@ -101,14 +119,27 @@ class ConfirmableForm(FlaskForm):
         return self.confirmed.data == CONFIRMED
 
 
-def render_confirmation(*, title: str, items: Iterable[str], action: str, cancel: str, form: FlaskForm) -> str:
-    """The confirmation step: what will happen, and a button posting the same inputs again, confirmed."""
+def render_confirmation(
+    *,
+    title: str,
+    items: Iterable[str],
+    action: str,
+    cancel: str,
+    form: FlaskForm,
+    pinned: Iterable[tuple[str, str]] = (),
+) -> str:
+    """The confirmation step: what will happen, and a button posting the same inputs again, confirmed.
+
+    `pinned` adds inputs to the confirmed POST, e.g. the ids the preview listed, so that exactly those run.
+    The form's `reason`, if it has one, is asked on this page (with its error, when a confirmation lacked it).
+    """
     carried = [
         (name, value)
         for name, values in request.form.lists()
-        if name not in ("csrf_token", "confirmed")
+        if name not in ("csrf_token", "confirmed", *ASKED_ON_CONFIRMATION)
         for value in values
     ]
+    carried += pinned
     return render_template(
         "console/confirm.html",
         title=title,
@@ -140,3 +171,132 @@ class AuditFilterForm(FlaskForm):
     since = StringField("Since (UTC)", filters=[assume_utc], render_kw={"placeholder": "2026-11-29 00:00"})
     until = StringField("Until (UTC)", filters=[assume_utc], render_kw={"placeholder": "2026-11-30 00:00"})
     limit = StringField("Per page", widget=NumberInput(min=1, max=200), render_kw={"placeholder": "50"})
+
+
+def strip(value: str | None) -> str | None:
+    """Surrounding blanks are not part of a value (a reason of spaces is no reason)."""
+    return value.strip() if isinstance(value, str) else value
+
+
+def schema_hints(schema: type[Schema]) -> dict[str, str]:
+    """The API's description of each field, shown under the console's input: both faces explain it alike."""
+    return {name: text for name, field in schema().fields.items() if (text := field.metadata.get("description"))}
+
+
+class WholeNumberField(StringField):
+    """A number input: whole-number text becomes an int, empty None, anything else reaches the API's schema as
+    typed so its message ("Not a valid integer.") is the one shown, as the API would answer."""
+
+    widget = NumberInput()
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        super().process_formdata(valuelist)
+        text = (self.data or "").strip()
+        try:
+            self.data = int(text) if text else None
+        except ValueError:
+            self.data = text
+
+
+class _ReasonRequired(Schema):
+    """Every console change says why (PRODUCT.md), though the API leaves `reason` optional."""
+
+    reason = fields.String(required=True, validate=[REASON, validate.Length(min=1)])
+
+
+class ReasonRequiredIn(_ReasonRequired):
+    """Just the reason: checks a confirmation before anything runs."""
+
+
+class ConsoleOverrideIn(_ReasonRequired, OverrideIn):
+    """The API's override input with `reason` required."""
+
+
+class ConsoleGraceResetIn(_ReasonRequired, GraceResetIn):
+    """The API's grace reset input with `reason` required."""
+
+
+def reason_field() -> TextAreaField:
+    return TextAreaField(
+        "Reason", filters=[strip], render_kw={"rows": 2, "placeholder": "Why, in a sentence the next agent understands"}
+    )
+
+
+class _ChangeForm(FlaskForm):
+    user_id = StringField("User id", filters=[strip], render_kw={"autocomplete": "off"})
+    reason = reason_field()
+
+
+class OverrideForm(_ChangeForm):
+    """The override's fields (`OverrideIn`); empty ones stay as they are."""
+
+    credits = WholeNumberField("Credits", widget=NumberInput(min=0))
+    credits_delta = WholeNumberField("Credits delta")
+    # The plan is checked by the service (an active plan), so an unknown code gets the API's message.
+    plan = SelectField("Plan", validate_choice=False)
+    valid_until = StringField("Valid until (UTC)", filters=[assume_utc], render_kw={"placeholder": "2027-01-31 00:00"})
+
+    def offer_plans(self, codes: Iterable[str]) -> None:
+        """List `codes` (the active plans) in the plan select, after "keep the current plan"."""
+        self.plan.choices = [SelectChoice("", "keep the current plan"), *map(SelectChoice, codes)]
+
+
+class GraceResetForm(_ChangeForm):
+    """The grace reset's fields (`GraceResetIn`)."""
+
+    days = WholeNumberField("Days", widget=NumberInput(min=1, max=90))
+
+
+class EventFilterForm(FlaskForm):
+    """The events list's filters: the fields of the API's `EventsQuery`, sent as a GET query."""
+
+    class Meta:
+        csrf = False  # a GET that changes nothing
+
+    status = SelectField("Status", choices=[SelectChoice("", "any"), *map(SelectChoice, EventStatus)])
+    type = StringField("Type", filters=[strip], render_kw={"placeholder": "invoice.payment_failed"})
+    user_id = StringField("User id", filters=[strip])
+    since = StringField("Since (UTC)", filters=[assume_utc], render_kw={"placeholder": "2026-11-29 00:00"})
+    until = StringField("Until (UTC)", filters=[assume_utc], render_kw={"placeholder": "2026-11-30 00:00"})
+    limit = StringField("Per page", widget=NumberInput(min=1, max=200), render_kw={"placeholder": "50"})
+
+
+class ReplayForm(ConfirmableForm):
+    """Replay one event (`event_id`) or the events matching the list's filters, posted as hidden fields."""
+
+    event_id = HiddenField()
+    status = HiddenField()
+    type = HiddenField()
+    user_id = HiddenField()
+    since = HiddenField()
+    until = HiddenField()
+    reason = reason_field()
+
+
+class PlansSyncForm(ConfirmableForm):
+    """The sync button: the first POST shows the dry-run diff, the confirmed one (with a reason) applies it."""
+
+    reason = reason_field()
+
+
+class ReconcileFilterForm(FlaskForm):
+    """The reconcile preview's filters: the fields of the API's `ReconcileQuery`, sent as a GET query."""
+
+    class Meta:
+        csrf = False  # a GET that changes nothing
+
+    user_id = StringField("User id", filters=[strip])
+    kind = SelectField("Kind", choices=[SelectChoice("", "any"), *map(SelectChoice, Kind)])
+    source = SelectField("Source", choices=[*map(SelectChoice, Source)])
+    limit = StringField("Per page", widget=NumberInput(min=1, max=200), render_kw={"placeholder": "50"})
+
+
+class ReconcileApplyForm(ConfirmableForm):
+    """Apply fixes: the `selected` customers (checkboxes) or all those the filters match (`scope`), confirmed with
+    a reason. The confirmation pins the customers it listed as `user_ids`."""
+
+    scope = StringField()  # the button pressed: "selected" or "all" (not a hidden input of its own)
+    user_id = HiddenField()
+    kind = HiddenField()
+    source = HiddenField()
+    reason = reason_field()

@@ -10,12 +10,13 @@ from itsdangerous import BadData, URLSafeSerializer
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.services.errors import InvalidInput
-from app.services.inputs import INT64_MAX, INT64_MIN, check_text
+from app.services.inputs import INT64_MAX, INT64_MIN, check_text, text_problem
 from app.services.pagination import DEFAULT_LIMIT, EXACT_TOTAL_LIMIT, MAX_LIMIT
 
 # Longer than any cursor this app signs; a longer one is refused before its signature is even checked.
 MAX_CURSOR_LENGTH = 512
 MAX_CURSOR_TEXT = 255
+REASON = validate.Length(max=500)
 
 
 class FullMatch(validate.Regexp):
@@ -27,6 +28,12 @@ class FullMatch(validate.Regexp):
         if self.regex.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value
+
+
+def storable(value: str) -> None:
+    """A field validator for text that comes from elsewhere than a request (files, providers): the input rule."""
+    if problem := text_problem(value):
+        raise ValidationError(f"The value {problem}.")
 
 
 class Timestamp(fields.AwareDateTime):
@@ -129,3 +136,9 @@ def page_schema(name: str, item: type[Schema], *cursor_types: type, scope: str) 
         },
         name=name,
     )
+
+
+class ReasonIn(Schema):
+    """`reason`: why a change is made, kept in its audit row (optional in the API; the console requires it)."""
+
+    reason = fields.String(validate=REASON, metadata={"description": "why; kept in the audit log"})

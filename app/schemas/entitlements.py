@@ -5,17 +5,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from marshmallow import Schema, fields, pre_dump, validate
+from marshmallow import fields, pre_dump, validate
 
-from app.schemas.common import Timestamp
+from app.schemas.common import ReasonIn, Timestamp
 from app.schemas.subscriptions import SubscriptionSchema
 from app.services.entitlements import MAX_CREDITS
 
 USER_ID = validate.Length(min=1, max=64)
-REASON = validate.Length(max=500)
 
 
-class OverrideIn(Schema):
+class OverrideIn(ReasonIn):
     """`user_id` plus at least one change; `credits` and `credits_delta` exclude each other."""
 
     user_id = fields.String(required=True, validate=USER_ID)
@@ -29,7 +28,6 @@ class OverrideIn(Schema):
     )
     plan = fields.String(validate=validate.Length(min=1, max=64), metadata={"description": "an active plan code"})
     valid_until = Timestamp(metadata={"description": "new expiry, ISO 8601 with an offset, in the future"})
-    reason = fields.String(validate=REASON, metadata={"description": "why; kept in the audit log"})
 
 
 class OverrideOut(SubscriptionSchema):

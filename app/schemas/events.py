@@ -5,7 +5,7 @@ from datetime import datetime
 from marshmallow import Schema, fields, validate
 
 from app.models.events import EventStatus
-from app.schemas.common import Cursor, ListQuery, Timestamp, page_schema
+from app.schemas.common import Cursor, ListQuery, ReasonIn, Timestamp, page_schema
 from app.services import webhooks
 
 _EVENT_TYPE = validate.Length(min=1, max=100)
@@ -59,7 +59,7 @@ class EventDetailSchema(EventSchema):
 EventsPage = page_schema("EventsPage", EventSchema, datetime, int, scope="events")
 
 
-class ReplayIn(EventFilterFields):
+class ReplayIn(EventFilterFields, ReasonIn):
     event_id = fields.String(validate=validate.Length(min=1, max=255))
     event_ids = fields.List(
         fields.String(validate=validate.Length(min=1, max=255)),

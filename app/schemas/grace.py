@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from app.schemas.entitlements import REASON, USER_ID
+from app.schemas.common import ReasonIn
+from app.schemas.entitlements import USER_ID
 from app.schemas.subscriptions import GracePeriodSchema
 from app.services.grace import MAX_RESET_DAYS, MIN_RESET_DAYS
 
 
-class GraceResetIn(Schema):
+class GraceResetIn(ReasonIn):
     user_id = fields.String(required=True, validate=USER_ID)
     days = fields.Integer(
         required=True,
@@ -17,7 +18,6 @@ class GraceResetIn(Schema):
         validate=validate.Range(min=MIN_RESET_DAYS, max=MAX_RESET_DAYS),
         metadata={"description": "the period ends `days` from now, unless it already ends later"},
     )
-    reason = fields.String(validate=REASON, metadata={"description": "why; kept in the audit log"})
 
 
 class GraceResetOut(Schema):

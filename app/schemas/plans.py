@@ -3,19 +3,22 @@
 from marshmallow import Schema, fields, validate
 
 from app.models.plans import PlanInterval
-from app.schemas.common import FullMatch, Timestamp
+from app.schemas.common import FullMatch, ReasonIn, Timestamp, storable
+from app.services.inputs import INT32_MAX
+
+# Plans come from a catalog file or from Stripe, not through a request's input check: what the database cannot
+# store (unstorable text, numbers beyond its integer columns) is refused here.
+_INT_COLUMN = validate.Range(min=0, max=INT32_MAX)
 
 
 class PlanSchema(Schema):
     code = fields.String(required=True, validate=FullMatch(r"^[a-z0-9][a-z0-9_-]{0,63}$"))
-    provider_price_id = fields.String(required=True, allow_none=True, validate=validate.Length(max=255))
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    amount = fields.Integer(
-        required=True, strict=True, validate=validate.Range(min=0), metadata={"description": "minor units"}
-    )
+    provider_price_id = fields.String(required=True, allow_none=True, validate=[validate.Length(max=255), storable])
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), storable])
+    amount = fields.Integer(required=True, strict=True, validate=_INT_COLUMN, metadata={"description": "minor units"})
     currency = fields.String(required=True, validate=FullMatch(r"^[a-z]{3}$"))
     interval = fields.Enum(PlanInterval, by_value=True, required=True)
-    credits_per_period = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    credits_per_period = fields.Integer(required=True, strict=True, validate=_INT_COLUMN)
     active = fields.Boolean(load_default=True)
 
 
@@ -33,7 +36,7 @@ class PlanCatalogSchema(Schema):
     synced_at = Timestamp(allow_none=True, metadata={"description": "the last sync that wrote, or null"})
 
 
-class PlansSyncIn(Schema):
+class PlansSyncIn(ReasonIn):
     dry_run = fields.Boolean(load_default=False, metadata={"description": "report what would change; write nothing"})
 
 

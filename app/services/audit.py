@@ -56,6 +56,11 @@ _CHECKPOINT_LABEL = b"billops audit checkpoint v1\n"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def because(reason: str | None, detail: str) -> str:
+    """An audit reason: the person's `reason` (if they gave one), then what the system adds (`detail`)."""
+    return f"{reason} — {detail}" if reason else detail
+
+
 def record(
     session: Session,
     actor: Actor,

@@ -198,7 +198,18 @@ def _subscription(user: str, status: str, price: str, period_end: datetime) -> d
 
 
 def _invoice(invoice_id: str, customer: str, status: str) -> dict:
-    return {"id": invoice_id, "object": "invoice", "customer": customer, "status": status, "currency": "usd"}
+    """A subscription invoice (API 2025-03-31+: it names its subscription under `parent`)."""
+    demo = next((d for d in DEMO_CUSTOMERS if d.provider_customer_id == customer), None)
+    subscription = demo.provider_subscription_id if demo else f"sub_{customer.removeprefix('cus_')}"
+    parent = {"type": "subscription_details", "subscription_details": {"subscription": subscription}}
+    return {
+        "id": invoice_id,
+        "object": "invoice",
+        "customer": customer,
+        "status": status,
+        "currency": "usd",
+        "parent": parent,
+    }
 
 
 def _demo_events(now: datetime) -> list[tuple[str, str, dict, timedelta]]:

@@ -89,6 +89,7 @@ class IdempotencyInProgress(DomainError):
 
 
 class ProviderUnavailable(DomainError):
-    """The plan provider (catalog file or Stripe) could not be read; nothing was changed."""
+    """The plan provider (catalog file or Stripe) could not be read, or offers plans that cannot be stored;
+    nothing was changed."""
 
     code = "provider_unavailable"

@@ -31,6 +31,9 @@ class EventFilter:
         return all(getattr(self, f.name) is None for f in fields(self))
 
 
+FILTER_FIELDS = tuple(f.name for f in fields(EventFilter))
+
+
 @dataclass(frozen=True)
 class EventView:
     event_id: str

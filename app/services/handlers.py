@@ -31,6 +31,7 @@ from app.services.subscriptions import lock_subscription
 _STATUS_ALIASES = {"incomplete_expired": SubscriptionStatus.CANCELED}
 _CATALOG_PREFIXES = ("price.", "product.", "plan.")
 _LATEST_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
+MAX_USER_ID = 64  # the length of the user_id columns
 
 
 class GraceAction(enum.StrEnum):
@@ -94,7 +95,7 @@ class Change:
     after: SubscriptionState
     why: str
     created: datetime
-    stale: str | None = None  # set when a newer event was applied already: nothing is written
+    ignored: str | None = None  # why nothing is written (a newer event was applied already, ...)
     grace: GraceAction | None = None
     link_customer: str | None = None  # a provider customer id to link to `user_id`
 
@@ -122,7 +123,7 @@ def _read_subscription(event_type: str, payload: dict[str, Any]) -> Implied:
         event_type=event_type,
         created=_created(payload),
         provider_customer_id=_customer_id(sub),
-        user_id=_field(sub, "metadata", "user_id"),
+        user_id=_user_id(sub),
         provider_subscription_id=_field(sub, "id"),
         status=status,
         price_id=_price_id(sub, items),
@@ -184,6 +185,17 @@ def _items(sub: dict[str, Any]) -> list[Any]:
     return items or []
 
 
+def _user_id(sub: dict[str, Any]) -> str | None:
+    """`metadata.user_id`, or None when absent; HandlerError when it cannot name a user (blank, over 64)."""
+    user_id = _field(sub, "metadata", "user_id")
+    if user_id is not None and not (user_id.strip() and len(user_id) <= MAX_USER_ID):
+        raise HandlerError(
+            f"data.object.metadata.user_id {user_id[:80]!r} is not a user id (1 to {MAX_USER_ID} characters, not "
+            "blank); fix the subscription's metadata at the provider, then replay this event."
+        )
+    return user_id
+
+
 def _customer_id(obj: dict[str, Any]) -> str | None:
     customer = obj.get("customer")
     return _field(customer, "id") if isinstance(customer, dict) else _field(obj, "customer")
@@ -241,19 +253,37 @@ def plan_change(session: Session, event_id: str, implied: Implied) -> Change:
             f"stale: event created {implied.created.isoformat()} is older than the last applied event created "
             f"{last.isoformat()} for {subscription.provider_subscription_id or user_id}"
         )
-        return Change(user_id, before, before, why, implied.created, stale=stale)
+        return Change(user_id, before, before, why, implied.created, ignored=stale)
+    if _deletes_another_subscription(implied, before):
+        ignored = (
+            f"ignored: {implied.event_type} is about {implied.provider_subscription_id}, not {user_id}'s current "
+            f"subscription {before.provider_subscription_id}, which stays as it is"
+        )
+        return Change(user_id, before, before, why, implied.created, ignored=ignored)
     after = merge_state(before, implied, _plan_code(session, implied.price_id))
     return Change(user_id, before, after, why, implied.created, grace=implied.grace, link_customer=link)
+
+
+def _deletes_another_subscription(implied: Implied, before: SubscriptionState | None) -> bool:
+    """A user's older subscription ending (after a newer one replaced it) must not cancel the newer one."""
+    current = before.provider_subscription_id if before else None
+    return (
+        implied.event_type == "customer.subscription.deleted"
+        and current is not None
+        and implied.provider_subscription_id != current
+    )
 
 
 def _resolve_user(session: Session, implied: Implied) -> tuple[str, str | None]:
     """The user the event is about, and the provider customer id to link to them if it is new."""
     customer_id = implied.provider_customer_id
+    if customer_id is None:
+        raise HandlerError("The event names no customer (data.object.customer), so billops cannot tell whose it is.")
     by_provider = _customer(session, Customer.provider_customer_id, customer_id)
     if implied.user_id is None:
         if by_provider is None:
             raise HandlerError(
-                f"No customer is known for {customer_id or 'this event (no customer id)'}: billops links a provider "
+                f"No customer is known for {customer_id}: billops links a provider "
                 "customer to a user through metadata.user_id on its subscription. Replay this event once a "
                 "customer.subscription.* event for it has been processed."
             )
@@ -300,8 +330,8 @@ def merge_state(before: SubscriptionState | None, implied: Implied, plan: str | 
 
 
 def apply_change(session: Session, change: Change, ctx: HandlerContext) -> None:
-    """Write `change` and its audit rows in the caller's transaction (a stale change writes nothing)."""
-    if change.stale:
+    """Write `change` and its audit rows in the caller's transaction (an ignored change writes nothing)."""
+    if change.ignored:
         return
     if change.link_customer:
         _link_customer(session, change.user_id, change.link_customer, ctx.now)
@@ -358,9 +388,33 @@ def handle_subscription_or_invoice(session: Session, event: BillingEvent, ctx: H
     assert implied is not None  # the dispatch table only routes readable types here
     change = plan_change(session, event.event_id, implied)
     apply_change(session, change, ctx)
-    if change.stale:
-        return Outcome(EventStatus.IGNORED, change.stale, change.user_id)
+    if change.ignored:
+        return Outcome(EventStatus.IGNORED, change.ignored, change.user_id)
     return Outcome(EventStatus.PROCESSED, None, change.user_id)
+
+
+def handle_invoice(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:
+    """A subscription's invoice sets its status and grace period; a one-off invoice leaves both alone."""
+    invoice = _object(event.payload)
+    if invoice_subscription_id(invoice) is None:
+        note = (
+            f"ignored: invoice {_field(invoice, 'id') or '(no id)'} names no subscription (a one-off invoice), so "
+            "it changes no subscription status or grace period"
+        )
+        return Outcome(EventStatus.IGNORED, note, event.user_id)
+    return handle_subscription_or_invoice(session, event, ctx)
+
+
+def invoice_subscription_id(invoice: dict[str, Any]) -> str | None:
+    """The subscription an invoice bills: `subscription` in older API versions, `parent.subscription_details`
+    from 2025-03-31 on (either may be expanded to an object)."""
+    for path in (("subscription",), ("parent", "subscription_details", "subscription")):
+        value = _field(invoice, *path, kind=object)
+        if isinstance(value, dict):
+            value = _field(value, "id")
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def handle_catalog(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:
@@ -370,7 +424,10 @@ def handle_catalog(session: Session, event: BillingEvent, ctx: HandlerContext) -
 
 
 Handler = Callable[[Session, BillingEvent, HandlerContext], Outcome]
-HANDLERS: dict[str, Handler] = dict.fromkeys(_READERS, handle_subscription_or_invoice)
+HANDLERS: dict[str, Handler] = {
+    **dict.fromkeys(_READERS, handle_subscription_or_invoice),
+    **dict.fromkeys(("invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed"), handle_invoice),
+}
 
 
 def handler_for(event_type: str) -> Handler | None:

@@ -24,7 +24,7 @@ KEY_LIFETIME = timedelta(hours=24)
 # A claim older than this whose answer never came belongs to a process that died (gunicorn kills a request after
 # 30 s): a retry may take the key over and run the request.
 IN_FLIGHT_TIMEOUT = timedelta(minutes=5)
-KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
+KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces (fullmatch: "$" lets "\n" in)
 # Answers that mean "try again" are not kept: the retry with the same key runs the request anew.
 _RETRYABLE_STATUSES = (409, 429)
 
@@ -36,7 +36,7 @@ class StoredResponse:
 
 
 def is_valid_key(key: str) -> bool:
-    return bool(KEY_PATTERN.match(key))
+    return KEY_PATTERN.fullmatch(key) is not None
 
 
 def fingerprint(method: str, path: str, body: Any) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from app.services.errors import InvalidInput
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT32_MAX = 2**31 - 1  # an Integer column on PostgreSQL
 # Deeper than any body the API takes or a payment provider sends; bounds every later walk of the value.
 MAX_JSON_DEPTH = 32
 MAX_ACTOR_LENGTH = 255  # billing_admin_audit.actor

@@ -140,14 +140,24 @@ def authenticate(secret: str | None, *, bootstrap_secret: str | None, origin: Ac
         key = register_bootstrap_key(secret, actor=replace(origin, name=BOOTSTRAP_NAME, role=Role.ADMIN), now=now)
     else:
         key = db.session.scalar(select(AdminKey).where(AdminKey.key_hash == digest))
-        if key is not None and key.name == BOOTSTRAP_NAME and bootstrap_secret:
-            key = None  # an ADMIN_KEY that has since been replaced in the environment
+        if key is not None and is_replaced_bootstrap(key, bootstrap_secret):
+            key = None
     if key is None or not hmac.compare_digest(key.key_hash, digest):
         raise AuthRequired("The admin key is not known. Check it, or ask an admin for a new one.")
     if key.revoked:
         raise AuthRequired(f"The admin key {key.name!r} was revoked. Ask an admin for a new one.")
     _touch(key, now)
     return key
+
+
+def is_replaced_bootstrap(key: AdminKey, bootstrap_secret: str | None) -> bool:
+    """Whether `key` is the bootstrap key of an ADMIN_KEY since replaced in the environment: refused at once,
+    by the API and for console sessions, even before the new value is first used and stored."""
+    return (
+        key.name == BOOTSTRAP_NAME
+        and bool(bootstrap_secret)
+        and not hmac.compare_digest(key.key_hash, hash_secret(bootstrap_secret))
+    )
 
 
 def register_bootstrap_key(secret: str, *, actor: Actor, now: datetime) -> AdminKey | None:

@@ -213,6 +213,8 @@ def diff_catalog(current: list[PlanSpec], offered: list[PlanSpec]) -> CatalogDif
         if before is None:
             created.append(spec)
             continue
+        if before.code in matched:
+            raise _unstorable(f"two offered plans match the plan {before.code!r} (one by price id, one by code)")
         matched.add(before.code)
         if before == spec:
             unchanged.append(spec)
@@ -227,17 +229,42 @@ def diff_catalog(current: list[PlanSpec], offered: list[PlanSpec]) -> CatalogDif
             deactivated.append((plan, replace(plan, active=False)))
         else:
             unchanged.append(plan)
-    return CatalogDiff(created, updated, deactivated, unchanged)
+    diff = CatalogDiff(created, updated, deactivated, unchanged)
+    _require_storable(diff)
+    return diff
 
 
-def sync_plans(provider: PlanProvider, *, dry_run: bool, actor: Actor, now: datetime) -> SyncReport:
-    """Upsert the catalog from `provider`; with `dry_run`, report what would change and write nothing."""
+def _require_storable(diff: CatalogDiff) -> None:
+    """Refuse a diff after which two plans would share a code or a price id (the table allows neither)."""
+    final = [*diff.created, *(after for _, after in diff.updated + diff.deactivated), *diff.unchanged]
+    for label, values in (
+        ("plan code", [plan.code for plan in final]),
+        ("price id", [plan.provider_price_id for plan in final if plan.provider_price_id]),
+    ):
+        if repeated := sorted({value for value in values if values.count(value) > 1}):
+            raise _unstorable(f"the {label} {repeated[0]!r} would belong to two plans")
+
+
+def _unstorable(why: str) -> ProviderUnavailable:
+    return ProviderUnavailable(
+        f"The provider's plans cannot be stored: {why}. Fix the catalog at the provider (or PLANS_CATALOG) "
+        "and sync again; nothing was changed."
+    )
+
+
+def sync_plans(
+    provider: PlanProvider, *, dry_run: bool, reason: str | None = None, actor: Actor, now: datetime
+) -> SyncReport:
+    """Upsert the catalog from `provider`; with `dry_run`, report what would change and write nothing.
+
+    A real sync writes one `plans.sync` audit row, whose reason is `reason` (why a person synced) and the provider.
+    """
     require(actor, Permission.SYNC_PLANS)
     offered = provider.fetch_plans()  # before the transaction: a slow provider holds no lock
     with unit_of_work() as session:
         rows = {plan.code: plan for plan in session.scalars(select(Plan).order_by(Plan.code).with_for_update())}
         diff = diff_catalog([PlanSpec.of(plan) for plan in rows.values()], offered)
-        audit_id = None if dry_run else _apply_diff(session, diff, rows, provider, actor=actor, now=now)
+        audit_id = None if dry_run else _apply_diff(session, diff, rows, provider, reason, actor=actor, now=now)
     return SyncReport(
         dry_run=dry_run,
         created=sorted(spec.code for spec in diff.created),
@@ -249,12 +276,23 @@ def sync_plans(provider: PlanProvider, *, dry_run: bool, actor: Actor, now: date
 
 
 def _apply_diff(
-    session: Session, diff: CatalogDiff, rows: dict[str, Plan], provider: PlanProvider, *, actor: Actor, now: datetime
+    session: Session,
+    diff: CatalogDiff,
+    rows: dict[str, Plan],
+    provider: PlanProvider,
+    reason: str | None,
+    *,
+    actor: Actor,
+    now: datetime,
 ) -> int:
     """Write `diff`, mark the catalog synced, and audit it; returns the audit id."""
+    changed_rows = diff.updated + diff.deactivated
+    for before, _ in changed_rows:  # free every code and price id first, so two plans may trade theirs
+        rows[before.code].code, rows[before.code].provider_price_id = f"~sync-{rows[before.code].id}", None
+    session.flush()
     for spec in diff.created:
         session.add(Plan(**asdict(spec), created_at=now, updated_at=now))
-    for before, after in diff.updated + diff.deactivated:
+    for before, after in changed_rows:
         plan = rows[before.code]
         for name, value in asdict(after).items():
             setattr(plan, name, value)
@@ -270,7 +308,7 @@ def _apply_diff(
         {before.code: before for before, _ in changed if before is not None},
         {after.code: after for _, after in changed},
         now=now,
-        reason=f"from the {provider.name} provider",
+        reason=audit.because(reason, f"from the {provider.name} provider"),
     )
     return entry.id
 

@@ -168,6 +168,7 @@ class _Step:
     seq: int
     fields: dict[str, Any]
     why: str
+    action: str  # the audit action of a manual change, or the event's type
 
 
 class EventsSource:
@@ -180,10 +181,14 @@ class EventsSource:
         self.plans = _plan_codes(session)
 
     def evidence(self, customers: Sequence[Stored]) -> dict[str, Evidence]:
+        return {user_id: _fold(user_steps) for user_id, user_steps in self.steps(customers).items()}
+
+    def steps(self, customers: Sequence[Stored]) -> dict[str, list[_Step]]:
+        """Per customer, every event and manual change that set compared fields (unordered)."""
         steps: dict[str, list[_Step]] = {customer.user_id: [] for customer in customers}
         for user_id, step in (*self._event_steps(list(steps)), *self._manual_steps(list(steps))):
             steps[user_id].append(step)
-        return {user_id: _fold(user_steps) for user_id, user_steps in steps.items()}
+        return steps
 
     def _event_steps(self, user_ids: Sequence[str]) -> Iterator[tuple[str, _Step]]:
         stmt = (
@@ -209,7 +214,7 @@ class EventsSource:
             after = handlers.merge_state(None, implied, plan)
             fields = {name: getattr(after, name) for name in _set_by(implied, plan)}
             why = f"{event.type} {event.event_id}"
-            yield event.user_id, _Step(event.processed_at or event.received_at, 1, event.id, fields, why)
+            yield event.user_id, _Step(event.processed_at or event.received_at, 1, event.id, fields, why, event.type)
 
     def _manual_steps(self, user_ids: Sequence[str]) -> Iterator[tuple[str, _Step]]:
         stmt = select(
@@ -223,7 +228,7 @@ class EventsSource:
         for entry in self.session.execute(stmt):
             fields = _changed_fields(entry.before, entry.after)
             why = f"{entry.action} by {entry.actor} (audit entry {entry.id})"
-            yield entry.user_id, _Step(entry.created_at, 0, entry.id, fields, why)
+            yield entry.user_id, _Step(entry.created_at, 0, entry.id, fields, why, entry.action)
 
 
 def _set_by(implied: handlers.Implied, plan: str | None) -> list[str]:
@@ -260,10 +265,22 @@ def _fold(steps: list[_Step]) -> Evidence:
     if not steps:
         return Evidence(UNKNOWN, {})
     state, why = UNKNOWN, {}
-    for step in sorted(steps, key=lambda step: (step.at, step.rank, step.seq)):
+    for step in _in_order(steps):
         state = replace(state, **step.fields)
         why.update(dict.fromkeys(step.fields, step.why))
     return Evidence(state, why)
+
+
+def _in_order(steps: list[_Step]) -> list[_Step]:
+    return sorted(steps, key=lambda step: (step.at, step.rank, step.seq))
+
+
+def _overridden(steps: list[_Step]) -> set[str]:
+    """The fields an entitlement override set last (no event or other change since): support's deliberate choice."""
+    last: dict[str, str] = {}
+    for step in _in_order(steps):
+        last.update(dict.fromkeys(step.fields, step.action))
+    return {name for name, action in last.items() if action == "entitlements.override"}
 
 
 # -- evidence from the provider -----------------------------------------------------------------------------------
@@ -346,9 +363,15 @@ class ProviderSource:
     def __init__(self, session: Session, provider: SubscriptionProvider) -> None:
         self.provider = provider
         self.plans = _plan_codes(session)
+        self.history = EventsSource(session)
 
     def evidence(self, customers: Sequence[Stored]) -> dict[str, Evidence]:
-        return {customer.user_id: self._evidence(customer) for customer in customers}
+        """The provider's word on each customer, except for fields an override set since the last event."""
+        history = self.history.steps(customers)
+        return {
+            customer.user_id: _leaving(self._evidence(customer), _overridden(history[customer.user_id]))
+            for customer in customers
+        }
 
     def _evidence(self, customer: Stored) -> Evidence:
         if customer.provider_customer_id is None:
@@ -388,6 +411,13 @@ class ProviderSource:
     def _at_provider(state: SubscriptionState) -> Evidence:
         why = f"the provider's subscription {state.provider_subscription_id}"
         return Evidence(state, dict.fromkeys((*COMPARED, "provider_subscription_id"), why))
+
+
+def _leaving(evidence: Evidence, fields: set[str]) -> Evidence:
+    """`evidence` with no expectation for `fields` (so they are neither compared nor fixed)."""
+    if evidence.state is None or not fields:
+        return evidence
+    return replace(evidence, state=replace(evidence.state, **dict.fromkeys(fields)))
 
 
 def source_for(source: Source, provider: SubscriptionProvider | None, session: Session):
@@ -497,11 +527,13 @@ def apply_fixes(
     source: Source = Source.EVENTS,
     provider: SubscriptionProvider | None = None,
     user_ids: Sequence[str] | None = None,
+    reason: str | None = None,
 ) -> ApplyReport:
     """Fix every mismatch that has a fix (of the users named, or all), one user per transaction.
 
     Each user's subscription is locked and compared again before anything is written, and each fix is audited
-    (`reconcile.apply`, before and after, the mismatch as the reason). Unknown user ids: NotFound, nothing fixed.
+    (`reconcile.apply`, before and after; its reason is `reason`, if given, then the mismatch).
+    Unknown user ids: NotFound, nothing fixed.
     """
     require(actor, Permission.APPLY_RECONCILE)
     only = _known(user_ids) if user_ids is not None else None
@@ -510,7 +542,7 @@ def apply_fixes(
     for customer, mismatches in _compared(source_for(source, provider, db.session), customers, None):
         checked += 1
         if any(mismatch.fix is not None for mismatch in mismatches):
-            mismatches = _apply_user(customer.user_id, source, provider, actor=actor, now=now)
+            mismatches = _apply_user(customer.user_id, source, provider, reason, actor=actor, now=now)
             fixed += sum(mismatch.fix is not None for mismatch in mismatches)
         found += mismatches
     return ApplyReport(checked, found, fixed)
@@ -528,7 +560,13 @@ def _known(user_ids: Sequence[str]) -> list[str]:
 
 
 def _apply_user(
-    user_id: str, source: Source, provider: SubscriptionProvider | None, *, actor: Actor, now: datetime
+    user_id: str,
+    source: Source,
+    provider: SubscriptionProvider | None,
+    reason: str | None,
+    *,
+    actor: Actor,
+    now: datetime,
 ) -> list[Mismatch]:
     """Lock the user's subscription, compare again, and apply and audit each fix; the mismatches found then."""
     with unit_of_work() as session:
@@ -538,12 +576,18 @@ def _apply_user(
         mismatches = compare(customer, source_for(source, provider, session).evidence([customer])[user_id])
         for mismatch in mismatches:
             if mismatch.fix is not None:
-                subscription = _apply_fix(session, subscription, mismatch, actor=actor, now=now)
+                subscription = _apply_fix(session, subscription, mismatch, reason, actor=actor, now=now)
     return mismatches
 
 
 def _apply_fix(
-    session: Session, subscription: Subscription | None, mismatch: Mismatch, *, actor: Actor, now: datetime
+    session: Session,
+    subscription: Subscription | None,
+    mismatch: Mismatch,
+    reason: str | None,
+    *,
+    actor: Actor,
+    now: datetime,
 ) -> Subscription:
     before = _snapshot(subscription) if subscription else None
     if subscription is None:
@@ -553,9 +597,10 @@ def _apply_fix(
         setattr(subscription, name, value)
     subscription.updated_at = now
     session.flush()
-    reason = f"{mismatch.kind}: expected {_text(mismatch.expected)}, found {_text(mismatch.actual)} ({mismatch.why})"
+    found = f"{mismatch.kind}: expected {_text(mismatch.expected)}, found {_text(mismatch.actual)} ({mismatch.why})"
+    after = _snapshot(subscription)
     audit.record(
-        session, actor, "reconcile.apply", mismatch.user_id, before, _snapshot(subscription), now=now, reason=reason
+        session, actor, "reconcile.apply", mismatch.user_id, before, after, now=now, reason=audit.because(reason, found)
     )
     return subscription
 

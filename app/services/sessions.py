@@ -11,7 +11,7 @@ from sqlalchemy import select
 from app.models.keys import AdminKey, AdminSession
 from app.services import audit
 from app.services.actor import Actor
-from app.services.keys import hash_secret
+from app.services.keys import hash_secret, is_replaced_bootstrap
 from app.services.uow import unit_of_work
 
 IDLE_TIMEOUT = timedelta(minutes=30)
@@ -35,19 +35,22 @@ def start_session(key: AdminKey, *, actor: Actor, now: datetime) -> StartedSessi
     return StartedSession(session_id, entry.id)
 
 
-def resume_session(session_id: str | None, *, now: datetime) -> AdminKey | None:
-    """The key behind a live session, refreshing its idle clock; None when ended, expired or revoked."""
+def resume_session(session_id: str | None, *, now: datetime, bootstrap_secret: str | None = None) -> AdminKey | None:
+    """The key behind a live session, refreshing its idle clock; None when ended, expired or revoked.
+
+    `bootstrap_secret` is ADMIN_KEY from the environment: a session of the bootstrap key it replaced ends too."""
     if not session_id:
         return None
     with unit_of_work() as session:
         row = session.scalar(select(AdminSession).where(AdminSession.session_hash == hash_secret(session_id)))
         if row is None or row.ended_at is not None:
             return None
-        if row.admin_key.revoked or _expired(row, now):
+        key = row.admin_key
+        if key.revoked or is_replaced_bootstrap(key, bootstrap_secret) or _expired(row, now):
             row.ended_at = now
             return None
         row.last_seen_at = now
-        return row.admin_key
+        return key
 
 
 def end_session(session_id: str, *, actor: Actor, now: datetime) -> None:

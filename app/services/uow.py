@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.extensions import db
 from app.services.errors import Conflict
+
+# PostgreSQL's deadlock, serialization failure and lock timeout: the database gave up on this transaction because
+# another one held what it needed. Nothing was written; the caller may simply try again.
+_CONTENTION_SQLSTATES = {"40P01", "40001", "55P03"}
 
 
 @contextmanager
@@ -23,6 +28,18 @@ def unit_of_work() -> Iterator[Session]:
         # A versioned row (e.g. a subscription) was changed by someone else since it was read.
         session.rollback()
         raise Conflict("The record changed while this request ran; reload it and try again.") from None
+    except OperationalError as exc:
+        session.rollback()
+        if _is_contention(exc):
+            raise Conflict("Another change to the same records ran at the same moment; try again.") from None
+        raise
     except BaseException:
         session.rollback()
         raise
+
+
+def _is_contention(exc: OperationalError) -> bool:
+    """Whether the database refused the transaction because of a concurrent one (not an outage)."""
+    if getattr(exc.orig, "sqlstate", None) in _CONTENTION_SQLSTATES:
+        return True
+    return "database is locked" in str(exc.orig)  # SQLite, once busy_timeout has run out

@@ -76,11 +76,11 @@ def verify_signature(payload: bytes, header: str | None, secrets: Sequence[str],
     if not secrets:
         raise InvalidSignature("No WEBHOOK_SECRET is configured, so no webhook can be verified; set it and resend.")
     timestamp, signatures = _parse_signature_header(header)
-    age = now - datetime.fromtimestamp(timestamp, UTC)
-    if abs(age) > SIGNATURE_TOLERANCE:
+    age = now.timestamp() - timestamp  # in seconds: `t` may lie beyond the years a datetime can hold
+    if abs(age) > SIGNATURE_TOLERANCE.total_seconds():
         raise InvalidSignature(
-            f"The signature timestamp is {abs(age.total_seconds()):.0f} s "
-            f"{'old' if age > timedelta(0) else 'ahead'}; at most {SIGNATURE_TOLERANCE.seconds} s are accepted."
+            f"The signature timestamp is {abs(age):.0f} s {'old' if age > 0 else 'ahead'}; "
+            f"at most {SIGNATURE_TOLERANCE.seconds} s are accepted."
         )
     expected = [_signature(payload, secret, timestamp) for secret in secrets]
     # Every pair is compared, in constant time, so the timing says nothing about which secret or signature matched.
@@ -328,6 +328,7 @@ def replay_events(
     event_ids: Sequence[str] | None = None,
     limit: int | None = None,
     dry_run: bool = False,
+    reason: str | None = None,
     actor: Actor,
     grace_days: int,
     now: datetime,
@@ -336,13 +337,13 @@ def replay_events(
     """Re-run the handlers of the chosen events on their stored payloads (one id, a list, or a filter).
 
     `filters` are EventFilter's fields. A processed event is never applied twice. Each replayed event gains a
-    `replay` attempt and a `webhook.replay` audit row by `actor`, in the same transaction.
+    `replay` attempt and a `webhook.replay` audit row by `actor` (with `reason`), in the same transaction.
     """
     require(actor, Permission.REPLAY_EVENTS)
     chosen = _replay_selection(event_id, event_ids, EventFilter(**filters), limit)
     if dry_run:
         return ReplayReport(True, 0, [EventResult(e.event_id, e.status, e.last_error) for e in chosen])
-    results = [_replay_one(event.id, actor, grace_days=grace_days, now=now) for event in chosen]
+    results = [_replay_one(event.id, actor, reason, grace_days=grace_days, now=now) for event in chosen]
     return ReplayReport(False, len(results), results)
 
 
@@ -386,12 +387,12 @@ def _summaries(stmt: Select) -> Select:
     return stmt.with_only_columns(BillingEvent.id, BillingEvent.event_id, BillingEvent.status, BillingEvent.last_error)
 
 
-def _replay_one(pk: int, admin: Actor, *, grace_days: int, now: datetime) -> EventResult:
+def _replay_one(pk: int, admin: Actor, reason: str | None, *, grace_days: int, now: datetime) -> EventResult:
     with unit_of_work() as session:
         event = _claim(session, BillingEvent.id == pk, skip_locked=False)  # wait for a worker holding it
         before = {"event_id": event.event_id, "status": event.status, "attempts": event.attempts}
         actor = Actor.webhook(event.event_id, admin.channel)
         result = _run(session, event, AttemptTrigger.REPLAY, actor, grace_days=grace_days, now=now)
         after = {"event_id": event.event_id, "status": event.status, "error": event.last_error}
-        audit.record(session, admin, "webhook.replay", event.user_id, before, after, now=now)
+        audit.record(session, admin, "webhook.replay", event.user_id, before, after, now=now, reason=reason)
     return result

@@ -135,6 +135,7 @@ def test_a_filter_replay_runs_each_event_once_oldest_first(api, tx):
         ({"status": "failed", "limit": 10001}, "limit"),
         ({"event_id": "evt_x_000", "limit": 5}, "limit"),
         ({"event_id": 5}, "event_id"),
+        ({"event_id": "evt_x_000", "reason": "x" * 501}, "reason"),
     ],
 )
 def test_bad_replay_bodies_are_a_422_and_change_nothing(api, tx, body, field):
@@ -142,6 +143,14 @@ def test_bad_replay_bodies_are_a_422_and_change_nothing(api, tx, body, field):
     resp = api("admin").post(REPLAY, json=body)
     assert resp.status_code == 422 and field in resp.get_json()["errors"]
     assert tx.scalar(select(func.count()).select_from(EventAttempt)) == 0
+
+
+def test_the_reason_of_a_replay_lands_in_its_audit_rows(api, tx):
+    add_events(tx, 2, status=EventStatus.FAILED, last_error="boom")
+    resp = api("admin").post(REPLAY, json={"status": "failed", "reason": "handler fixed in 1.4.2"})
+    assert resp.status_code == 200
+    reasons = tx.scalars(select(AuditEntry.reason).where(AuditEntry.action == "webhook.replay")).all()
+    assert reasons == ["handler fixed in 1.4.2"] * 2
 
 
 def test_replaying_an_unknown_event_is_a_404_and_replays_nothing(api, tx):

@@ -174,6 +174,12 @@ def test_a_malformed_key_is_invalid_parameters(support, tx, key):
     assert credits(tx) == 100
 
 
+def test_a_key_with_a_trailing_newline_is_not_valid():
+    """HTTP cannot carry it, but the rule must match the whole key: `re.match` with `$` lets "\\n" through."""
+    assert idempotency.is_valid_key("retry-1")
+    assert not idempotency.is_valid_key("retry-1\n")
+
+
 def test_every_admin_post_documents_the_header(client):
     spec = client.get("/openapi.json").get_json()
     posts = {path: ops["post"] for path, ops in spec["paths"].items() if "post" in ops}

@@ -1,5 +1,7 @@
 """GET /plans and POST /plans/sync through the API."""
 
+import json
+
 import pytest
 from sqlalchemy import select
 
@@ -57,7 +59,13 @@ def test_a_sync_from_the_shipped_catalog_creates_its_plans_then_changes_nothing(
     assert admin.get(PLANS_URL).get_json()["stale"] is False
 
 
-@pytest.mark.parametrize("body", [{"dry_run": "yes please"}, {"apply": True}])
+def test_the_reason_of_a_sync_lands_in_its_audit_row(api, tx):
+    assert api("admin").post(SYNC_URL, json={"reason": "new team plan"}).status_code == 200
+    [entry] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "plans.sync")).all()
+    assert entry.reason == "new team plan — from the catalog provider"
+
+
+@pytest.mark.parametrize("body", [{"dry_run": "yes please"}, {"apply": True}, {"reason": "x" * 501}])
 def test_a_bad_sync_body_is_validation_failed(api, body):
     resp = api("admin").post(SYNC_URL, json=body)
     assert (resp.status_code, resp.get_json()["code"]) == (422, "validation_failed")
@@ -70,3 +78,19 @@ def test_an_unreadable_provider_is_502_and_changes_nothing(app, api, tx, monkeyp
     assert (resp.status_code, resp.get_json()["code"]) == (502, "provider_unavailable")
     assert "STRIPE_API_KEY" in resp.get_json()["detail"]
     assert api("admin").get(PLANS_URL).get_json()["total"] == 0
+
+
+def test_a_catalog_that_cannot_be_stored_is_502_not_a_server_error(app, api, tx, tmp_path, monkeypatch):
+    PlanFactory(code="starter", provider_price_id="price_s")
+    PlanFactory(code="pro", provider_price_id="price_p")
+    entry = {"name": "Pro", "amount": 100, "currency": "usd", "interval": "month", "credits_per_period": 1}
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps({"plans": [entry | {"code": "pro", "provider_price_id": "price_s"}]}))
+    monkeypatch.setitem(app.config, "PLANS_CATALOG", str(path))
+    resp = api("admin").post(SYNC_URL, json={})
+    assert (resp.status_code, resp.get_json()["code"]) == (502, "provider_unavailable")
+    assert "plan code 'pro' would belong to two plans" in resp.get_json()["detail"]
+    assert [(plan["code"], plan["provider_price_id"]) for plan in api("viewer").get(PLANS_URL).get_json()["items"]] == [
+        ("pro", "price_p"),
+        ("starter", "price_s"),
+    ]

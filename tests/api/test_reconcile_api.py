@@ -125,6 +125,16 @@ def test_apply_fixes_each_mismatch_with_an_audit_row_and_a_second_run_finds_noth
     assert admin.post(URL, json={"apply": True}).get_json() == {"checked": 3, "mismatches": [], "fixed": 0}
 
 
+def test_the_reason_of_an_apply_comes_before_the_mismatch_in_each_audit_row(api, tx, edited):
+    body = {"apply": True, "user_ids": ["user-a"], "reason": "ticket 4711: manual UPDATE"}
+    assert api("admin").post(URL, json=body).status_code == 200
+    [entry] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "reconcile.apply")).all()
+    assert entry.reason == (
+        "ticket 4711: manual UPDATE — "
+        "status: expected past_due, found active (invoice.payment_failed evt_user-a_failed)"
+    )
+
+
 def test_apply_to_chosen_users_leaves_the_others(api, tx, edited):
     resp = api("admin").post(URL, json={"apply": True, "user_ids": ["user-a"]})
     assert resp.get_json()["fixed"] == 1 and resp.get_json()["checked"] == 1
@@ -273,6 +283,7 @@ def test_a_cursor_of_another_list_is_refused(api, edited):
         ({"apply": True, "user_ids": []}, "user_ids"),
         ({"apply": True, "user_ids": [f"user-{n}" for n in range(1001)]}, "user_ids"),
         ({"apply": True, "source": "provider"}, "source"),
+        ({"apply": True, "reason": "x" * 501}, "reason"),
     ],
 )
 def test_bad_apply_requests_are_422_and_change_nothing(api, tx, edited, body, field):

@@ -142,6 +142,17 @@ BAD_OVERRIDES = [
     ({"credits": 5}, 422, "validation_failed", {"user_id"}),
     (ALICE | {"credits": 5, "bonus": 1}, 422, "validation_failed", {"bonus"}),
     (ALICE | {"credits_delta": -8201}, 422, "rule_violation", None),
+    (ALICE | {"credits": 1.0}, 422, "validation_failed", {"credits"}),
+    (ALICE | {"credits": False}, 422, "validation_failed", {"credits"}),
+    (ALICE | {"credits": None}, 422, "validation_failed", {"credits"}),
+    (ALICE | {"credits_delta": "1"}, 422, "validation_failed", {"credits_delta"}),
+    (ALICE | {"credits_delta": None}, 422, "validation_failed", {"credits_delta"}),
+    (ALICE | {"credits_delta": -(2**31)}, 422, "validation_failed", {"credits_delta"}),  # no balance allows it
+    (ALICE | {"credits_delta": 2**31 - 1}, 422, "rule_violation", None),  # beyond the 32-bit column
+    (ALICE | {"valid_until": None}, 422, "validation_failed", {"valid_until"}),
+    (ALICE | {"valid_until": "2026-11-25T12:00:00Z"}, 422, "validation_failed", {"valid_until"}),  # now
+    (ALICE | {"credits": 5, "reason": None}, 422, "validation_failed", {"reason"}),
+    ({"user_id": None, "credits": 5}, 422, "validation_failed", {"user_id"}),
     ({"user_id": "user-nobody", "credits": 5}, 404, "not_found", None),
 ]
 BOB = {"user_id": "user-bob"}
@@ -149,6 +160,11 @@ BAD_RESETS = [
     (BOB | {"days": 0}, 422, "validation_failed", {"days"}),
     (BOB | {"days": 91}, 422, "validation_failed", {"days"}),
     (BOB | {"days": "14"}, 422, "validation_failed", {"days"}),
+    (BOB | {"days": 14.0}, 422, "validation_failed", {"days"}),
+    (BOB | {"days": True}, 422, "validation_failed", {"days"}),
+    (BOB | {"days": None}, 422, "validation_failed", {"days"}),
+    (BOB | {"days": 14, "reason": None}, 422, "validation_failed", {"reason"}),
+    (BOB | {"days": 14, "note": "hi"}, 422, "validation_failed", {"note"}),
     (BOB, 422, "validation_failed", {"days"}),
     (BOB | {"days": 14, "reason": "x" * 501}, 422, "validation_failed", {"reason"}),
     ({"user_id": "user-nobody", "days": 14}, 404, "not_found", None),

@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.models import AuditEntry, BillingEvent, EventAttempt, GracePeriod, GraceStatus, Subscription
+from app.models import AuditEntry, BillingEvent, Customer, EventAttempt, GracePeriod, GraceStatus, Subscription
 from app.services import webhooks
 from app.services.plans import catalog_status
-from tests.factories import CustomerFactory, PlanFactory, SubscriptionFactory
+from tests.factories import CustomerFactory, GracePeriodFactory, PlanFactory, SubscriptionFactory
 from tests.webhooks import OTHER_SECRET, deliver, event, fixture, invoice, sign, subscription
 
 PRICE = "price_1PgafmB7WZ01zgkW6dKueIc5"  # the fixtures' price
@@ -189,6 +189,19 @@ def test_an_older_event_never_overwrites_a_newer_one(client, tx, starter, frozen
     assert "sub_new0001" in attempt.error
 
 
+def test_the_end_of_a_replaced_subscription_does_not_cancel_its_successor(client, tx, starter, frozen_clock):
+    old_sub = {"sub_id": "sub_old0001", "created": frozen_clock.now - timedelta(minutes=5)}
+    deliver(client, sub_event(frozen_clock, "evt_old", **old_sub), now=frozen_clock.now)
+    deliver(client, sub_event(frozen_clock, "evt_new", sub_id="sub_new0001"), now=frozen_clock.now)
+    ended = sub_event(frozen_clock, "evt_end", sub_id="sub_old0001", status="canceled", created=frozen_clock.now)
+    ended["type"] = "customer.subscription.deleted"
+    assert deliver(client, ended, now=frozen_clock.now).get_json()["status"] == "ignored"
+    sub = tx.scalar(select(Subscription).where(Subscription.user_id == "user-new"))
+    assert (sub.status, sub.provider_subscription_id) == ("active", "sub_new0001")
+    [attempt] = stored(tx, "evt_end").attempt_history
+    assert "is about sub_old0001, not user-new's current subscription sub_new0001" in attempt.error
+
+
 def test_catalog_events_mark_the_catalog_stale_and_other_types_are_ignored(client, tx, frozen_clock):
     plan_event = fixture("event")
     plan_event["created"] = int(frozen_clock.now.timestamp())
@@ -237,7 +250,7 @@ def test_a_body_over_one_mib_is_refused(client, tx, frozen_clock):
     assert rows(tx, BillingEvent) == 0
 
 
-@pytest.mark.parametrize("header", [None, "garbage", "t=1,v1=00"])
+@pytest.mark.parametrize("header", [None, "garbage", "t=1,v1=00", "t=999999999999,v1=00"])
 def test_a_bad_signature_is_a_400_and_nothing_is_stored(client, tx, frozen_clock, header):
     headers = {"Stripe-Signature": header} if header else {}
     resp = client.post("/v1/billing/webhooks", data=b'{"id": "evt_1", "type": "x", "created": 1}', headers=headers)
@@ -261,3 +274,66 @@ def test_the_receiver_answers_200_even_when_processing_breaks(client, tx, frozen
     resp = deliver(client, other, now=frozen_clock.now)
     assert resp.status_code == 200 and resp.get_json()["status"] == "received"
     assert stored(tx, "evt_b").next_retry_at == frozen_clock.now + webhooks.STRANDED_AFTER
+
+
+@pytest.mark.parametrize("user_id", ["", "   ", "u" * 65], ids=["empty", "blank", "too-long"])
+def test_a_subscription_event_naming_no_usable_user_id_fails_clearly_and_creates_no_user(
+    client, tx, starter, frozen_clock, user_id
+):
+    document = sub_event(frozen_clock, "evt_bad_user")
+    document["data"]["object"]["metadata"]["user_id"] = user_id
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "failed"
+    assert "metadata.user_id" in stored(tx, "evt_bad_user").last_error
+    assert rows(tx, Subscription) == 0 and rows(tx, Customer) == 0
+
+
+def test_a_subscription_event_naming_no_customer_fails_clearly(client, tx, starter, frozen_clock):
+    document = sub_event(frozen_clock, "evt_no_customer")
+    del document["data"]["object"]["customer"]
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "failed"
+    assert "names no customer" in stored(tx, "evt_no_customer").last_error
+    assert rows(tx, Subscription) == 0 and rows(tx, Customer) == 0
+
+
+def one_off(invoice_object):
+    """The invoice as a one-off one: it names no subscription, at the top (older APIs) or under `parent`."""
+    invoice_object.update(subscription=None, parent={"type": "quote_details", "quote_details": {"quote": "qt_1"}})
+    return invoice_object
+
+
+@pytest.mark.parametrize("event_type, status", [("invoice.payment_failed", "active"), ("invoice.paid", "canceled")])
+def test_a_one_off_invoice_changes_no_subscription_and_no_grace(client, tx, frozen_clock, event_type, status):
+    paying_customer("user-one", "cus_one", status=status)
+    document = event(event_type, one_off(invoice(customer="cus_one")), event_id="evt_one_off", created=frozen_clock.now)
+    audits = rows(tx, AuditEntry)
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "ignored"
+    assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-one")) == status
+    assert rows(tx, GracePeriod) == 0 and rows(tx, AuditEntry) == audits
+    assert "names no subscription" in stored(tx, "evt_one_off").attempt_history[0].error
+
+
+def test_an_invoice_naming_its_subscription_at_the_top_as_older_apis_do_is_applied(client, tx, frozen_clock):
+    paying_customer("user-top", "cus_top", status="past_due")
+    document = event("invoice.paid", one_off(invoice(customer="cus_top")), event_id="evt_top", created=frozen_clock.now)
+    document["data"]["object"]["subscription"] = "sub_top"
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "processed"
+    assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-top")) == "active"
+
+
+def test_a_failed_payment_during_an_active_grace_period_starts_no_second_one(client, tx, app, frozen_clock):
+    paying_customer("user-twice", "cus_twice", status="past_due")
+    GracePeriodFactory(user_id="user-twice", ends_at=frozen_clock.now + timedelta(days=2))
+    failed = event("invoice.payment_failed", invoice(customer="cus_twice"), event_id="evt_f2", created=frozen_clock.now)
+    assert deliver(client, failed, now=frozen_clock.now).get_json()["status"] == "processed"
+    [grace] = tx.scalars(select(GracePeriod).where(GracePeriod.user_id == "user-twice")).all()
+    assert (grace.status, grace.ends_at) == ("active", frozen_clock.now + timedelta(days=2))
+    assert rows(tx, AuditEntry, AuditEntry.action == "grace.start") == 0
+
+
+def test_a_failed_payment_starts_grace_of_the_configured_length(client, tx, app, frozen_clock, monkeypatch):
+    monkeypatch.setitem(app.config, "GRACE_PERIOD_DAYS", 3)
+    paying_customer("user-three", "cus_three")
+    failed = event("invoice.payment_failed", invoice(customer="cus_three"), event_id="evt_f3", created=frozen_clock.now)
+    deliver(client, failed, now=frozen_clock.now)
+    grace = tx.scalar(select(GracePeriod).where(GracePeriod.user_id == "user-three"))
+    assert grace.ends_at == frozen_clock.now + timedelta(days=3)

@@ -8,13 +8,17 @@ from __future__ import annotations
 import csv
 import io
 import re
+from typing import NamedTuple
 
 import flask_migrate
 import pytest
+from flask import Flask
 from playwright.sync_api import expect
+from sqlalchemy import update
 
 from app import clock
 from app.models.keys import Role
+from app.models.subscriptions import Subscription, SubscriptionStatus
 from app.services import audit, demo, keys
 from app.services.actor import Actor
 from app.services.uow import unit_of_work
@@ -30,30 +34,38 @@ SUPPORT_ACTIONS = [
 ]
 
 
+class Site(NamedTuple):
+    base: str
+    support_key: str
+    admin_key: str
+    app: Flask
+
+
 @pytest.fixture(scope="module")
 def console_site(test_env, tmp_path_factory):
-    """(base URL, support key): the console on a migrated database with the demo data."""
+    """The console on a migrated database with the demo data, and a support and an admin key."""
     with fresh_database(test_env, tmp_path_factory.mktemp("console"), "console") as url:
         app = build_app({**test_env, "TEST_DATABASE_URL": url}, WTF_CSRF_ENABLED=True)
         with app.app_context():
             flask_migrate.upgrade()
-            secret = _load(app)
+            secrets = _load(app)
         try:
             with serve(app) as base:
-                yield base, secret
+                yield Site(base, *secrets, app)
         finally:
             with app.app_context():
                 app.extensions["sqlalchemy"].engine.dispose()
 
 
-def _load(app) -> str:
+def _load(app) -> tuple[str, str]:
     operator = Actor.cli("ops-lead")
     demo.load_demo_data(app.config["PLANS_CATALOG"], actor=operator, now=clock.utcnow())
     for user_id, action, before, after, reason in SUPPORT_ACTIONS:
         with unit_of_work() as session:
             agent = Actor.cli("agent-sam")
             audit.record(session, agent, action, user_id, before, after, now=clock.utcnow(), reason=reason)
-    return keys.create_key("agent-sam", Role.SUPPORT, actor=operator, now=clock.utcnow()).secret
+    support = keys.create_key("agent-sam", Role.SUPPORT, actor=operator, now=clock.utcnow()).secret
+    return support, keys.create_key("admin-ada", Role.ADMIN, actor=operator, now=clock.utcnow()).secret
 
 
 def sign_in(page, base: str, secret: str) -> None:
@@ -64,7 +76,7 @@ def sign_in(page, base: str, secret: str) -> None:
 
 
 def test_an_agent_signs_in_finds_a_customer_and_reads_the_timeline(page, console_site):
-    base, secret = console_site
+    base, secret = console_site.base, console_site.support_key
     log = PageLog(page)
 
     page.goto(f"{base}/")
@@ -104,7 +116,7 @@ def test_an_agent_signs_in_finds_a_customer_and_reads_the_timeline(page, console
 
 
 def test_the_audit_log_filters_pages_and_downloads(page, console_site):
-    base, secret = console_site
+    base, secret = console_site.base, console_site.support_key
     sign_in(page, base, secret)
     page.get_by_role("navigation", name="Console").get_by_role("link", name="Audit log").click()
     expect(page.locator("table.audit tbody tr").first).to_be_visible()
@@ -135,8 +147,114 @@ def test_the_audit_log_filters_pages_and_downloads(page, console_site):
     ]
 
 
+def test_an_agent_grants_credits_after_an_inline_error(page, console_site):
+    base = console_site.base
+    sign_in(page, base, console_site.support_key)
+    page.goto(f"{base}/admin/customers/user-alice")
+    page.get_by_role("button", name="Override credits, plan or expiry").click()
+    expect(page.get_by_label("User id")).to_have_value("user-alice")
+    page.get_by_label("Credits delta").fill("1000")
+    page.get_by_role("button", name="Apply override").click()
+    expect(page.locator("#reason-error")).to_have_text("Missing data for required field.")
+    expect(page.get_by_label("Reason")).to_have_attribute("aria-invalid", "true")
+    screenshot(page, "override")
+
+    page.get_by_label("Reason").fill("Goodwill: second outage this month")
+    page.get_by_role("button", name="Apply override").click()
+    expect(page).to_have_url(f"{base}/admin/customers/user-alice")
+    expect(page.get_by_role("status")).to_have_text("user-alice: credits: 8200 → 9200.")
+    expect(page.locator(".subscription")).to_contain_text("9200")
+    expect(page.locator(".timeline > li").first).to_contain_text("Goodwill: second outage this month")
+
+
+def test_an_agent_resets_a_grace_period(page, console_site):
+    base = console_site.base
+    sign_in(page, base, console_site.support_key)
+    page.goto(f"{base}/admin/customers/user-bob")
+    page.get_by_role("button", name="Reset grace period").click()
+    page.get_by_label("Days").fill("14")
+    page.get_by_label("Reason").fill("Card replaced, bank transfer pending")
+    screenshot(page, "grace-reset")
+    page.get_by_role("button", name="Reset grace period").click()
+    expect(page).to_have_url(f"{base}/admin/customers/user-bob")
+    expect(page.get_by_role("status")).to_contain_text("user-bob: grace period ends_at:")
+    expect(page.locator(".timeline > li").first).to_contain_text("grace.reset")
+
+
+def test_an_admin_filters_events_opens_one_and_replays_it(page, console_site):
+    base = console_site.base
+    sign_in(page, base, console_site.admin_key)
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Events").click()
+    page.get_by_label("Status").select_option("failed")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"status=failed"))
+    rows = page.locator("table.events tbody tr")
+    expect(rows.first).to_be_visible()
+    expect(page.locator("table.events .badge-processed")).to_have_count(0)
+    screenshot(page, "events")
+
+    page.get_by_role("button", name="Replay these events…").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Replay")
+    expect(page.get_by_text("Nothing has changed yet.")).to_be_visible()
+    screenshot(page, "replay-confirm")
+    page.get_by_role("link", name="Cancel").click()
+
+    event_id = rows.first.locator("td").first.inner_text()
+    rows.first.get_by_role("link").first.click()
+    expect(page).to_have_url(f"{base}/admin/events/{event_id}")
+    expect(page.locator("pre.json")).to_contain_text(event_id)
+    screenshot(page, "event")
+    page.get_by_role("button", name="Replay this event").click()
+    expect(page.locator("#reason-error")).to_contain_text("required")
+    page.get_by_label("Reason").fill("Handler fixed in the last release")
+    page.get_by_role("button", name="Replay this event").click()
+    expect(page).to_have_url(f"{base}/admin/events/{event_id}")
+    expect(page.get_by_role("status")).to_contain_text(f"Replayed 1 event: {event_id}")
+    expect(page.locator("table.attempts tbody tr").last).to_contain_text("replay")
+
+
+def test_an_admin_syncs_plans_after_reading_the_diff(page, console_site):
+    base = console_site.base
+    sign_in(page, base, console_site.admin_key)
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Plans").click()
+    expect(page.locator("table.plans tbody tr")).to_have_count(5)
+    screenshot(page, "plans")
+    page.get_by_role("button", name="Sync from provider…").click()
+    expect(page.get_by_text("Nothing has changed yet.")).to_be_visible()
+    expect(page.locator(".confirm li")).to_contain_text(["leave 5 unchanged"])
+    page.get_by_label("Reason").fill("Weekly catalog check")
+    screenshot(page, "plans-sync")
+    page.get_by_role("button", name="Confirm").click()
+    expect(page).to_have_url(f"{base}/admin/plans")
+    expect(page.get_by_role("status")).to_contain_text("Plans synced: leave 5 unchanged")
+
+
+def test_an_admin_applies_a_reconcile_fix_after_the_confirmation(page, console_site):
+    """A subscription edited behind the application's back is found, confirmed with a reason, and fixed."""
+    with console_site.app.app_context(), unit_of_work() as session:
+        edit = update(Subscription).where(Subscription.user_id == "user-alice")
+        session.execute(edit.values(status=SubscriptionStatus.CANCELED))
+    base = console_site.base
+    sign_in(page, base, console_site.admin_key)
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Reconcile").click()
+    expect(page.locator("table.reconcile")).to_contain_text("user-alice")
+    screenshot(page, "reconcile")
+    page.get_by_label("User id").fill("user-alice")
+    page.get_by_role("button", name="Check").click()
+    page.get_by_label(re.compile(r"Select user-alice")).check()
+    page.get_by_role("button", name="Apply selected…").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Apply 1 fix to 1 customer")
+    expect(page.locator(".confirm li")).to_have_text([re.compile(r"^user-alice: status: canceled → active ")])
+    page.get_by_label("Reason").fill("Row edited by hand during the migration")
+    screenshot(page, "reconcile-confirm")
+    page.get_by_role("button", name="Confirm").click()
+    expect(page).to_have_url(f"{base}/admin/reconcile?user_id=user-alice")
+    expect(page.get_by_role("status")).to_have_text("Fixed 1 mismatch: user-alice: status: canceled → active.")
+    expect(page.get_by_text("No mismatches")).to_be_visible()
+
+
 def test_signing_out_closes_the_console(page, console_site):
-    base, secret = console_site
+    base, secret = console_site.base, console_site.support_key
     sign_in(page, base, secret)
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(f"{base}/admin/login")

@@ -138,3 +138,27 @@ def test_a_key_name_with_a_trailing_newline_is_refused(runner, tx):
     result = invoke(runner, "admin-keys", "create", "bootstrap\n", "--role", "admin")
     assert result.exit_code == 1 and "use 1-64 letters" in result.output
     assert tx.scalars(select(AdminKey.name)).all() == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("billing", "override", "user-\udcff", "--credits", "5", "--reason", "r"),
+        ("billing", "override", "user-alice", "--plan", "p\udcff", "--reason", "r"),
+        ("billing", "override", "user-alice", "--credits", "5", "--reason", "r\udcff"),
+        ("billing", "grace-reset", "user-\udcff", "--days", "3", "--reason", "r"),
+        ("billing", "reconcile", "--user-id", "user-\udcff"),
+        ("billing", "reconcile", "--apply", "--user-id", "user-\udcff"),
+        ("admin-keys", "revoke", "ci-\udcff"),
+        ("admin-keys", "revoke", "ci-\x00"),
+    ],
+    ids=["override-user", "override-plan", "override-reason", "grace-user", "reconcile", "apply", "revoke", "nul"],
+)
+def test_an_argument_the_database_cannot_store_is_one_clear_line_and_exit_1(runner, tx, args):
+    """Undecodable argv bytes arrive as lone surrogates: refused by name, never a traceback, nothing written."""
+    result = runner.invoke(args=list(args))
+    assert result.exit_code == 1, result.output
+    assert result.exception.__class__ is SystemExit
+    assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
+    assert "NUL" in result.output or "invalid Unicode" in result.output
+    assert tx.scalar(select(func.count()).select_from(AuditEntry)) == 0

@@ -7,14 +7,27 @@ from app.models import AdminSession, AuditEntry
 from app.services import keys
 from tests.conftest import build_app
 from tests.console.conftest import LOGIN, ConsoleClient
-from tests.factories import SubscriptionFactory
+from tests.factories import BillingEventFactory, SubscriptionFactory
 
-PAGES = ["/admin/", "/admin/customers", "/admin/customers?q=user-alice", "/admin/customers/user-alice", "/admin/audit"]
+PAGES = [
+    "/admin/",
+    "/admin/customers",
+    "/admin/customers?q=user-alice",
+    "/admin/customers/user-alice",
+    "/admin/audit",
+    "/admin/events",
+    "/admin/events?status=failed",
+    "/admin/events/evt_alice",
+    "/admin/plans",
+    "/admin/reconcile",
+    "/admin/reconcile?kind=status",
+]
 
 
 @pytest.fixture(autouse=True)
 def alice(tx):
     SubscriptionFactory(user_id="user-alice")
+    BillingEventFactory(event_id="evt_alice", user_id="user-alice", type="customer.updated")
 
 
 def audit_actions(tx, action):
@@ -171,6 +184,19 @@ def test_revoking_the_key_ends_its_sessions(console_as, cli_actor, frozen_clock,
     [session] = tx.scalars(select(AdminSession)).all()
     keys.revoke_key(session.admin_key.name, actor=cli_actor, now=frozen_clock.now)
     assert browser.get("/admin/").status_code == 302
+
+
+def test_a_new_admin_key_ends_the_old_ones_sessions_before_anyone_uses_it(console, console_app, monkeypatch):
+    """The documented answer to a leaked ADMIN_KEY: restart with a new value; whoever signed in with the old one
+    is out at once, not only once someone presents the new value."""
+    old, new = "env-admin-key-old-0123456789abcdef", "env-admin-key-new-0123456789abcdef"
+    monkeypatch.setitem(console_app.config, "ADMIN_KEY", old)
+    assert console.login(old).status_code == 302
+    assert console.get("/admin/").status_code == 200
+    monkeypatch.setitem(console_app.config, "ADMIN_KEY", new)
+    assert console.get("/admin/").status_code == 302
+    monkeypatch.setitem(console_app.config, "ADMIN_KEY", old)  # and the session does not come back
+    assert console.get("/admin/").status_code == 302
 
 
 def test_the_root_leads_to_the_console_and_its_sign_in(console):

@@ -34,7 +34,7 @@ def agent(probe_console, tx, make_key):
 
 def field_error(page: str, field: str) -> str:
     """The message under `field`, whose input must be marked invalid and point at it."""
-    [tag] = re.findall(rf'<input [^>]*id="{field}"[^>]*>', page)
+    [tag] = re.findall(rf'<(?:input|select|textarea) [^>]*id="{field}"[^>]*>', page)
     assert 'aria-invalid="true"' in tag and f'aria-describedby="{field}-error"' in tag
     match = re.search(rf'<small id="{field}-error" class="field-error">([^<]*)<', page)
     assert match, f"no inline error on {field}"
@@ -93,7 +93,8 @@ def test_a_bulk_action_shows_what_will_happen_then_runs_on_confirmation(agent):
     assert probe.STATE == {"user-alice": 100}  # nothing yet
     carried = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
     assert carried["user_id"] == "user-alice" and carried["credits_delta"] == "25"
-    assert carried["reason"] == "outage &lt;b&gt;refund&lt;/b&gt;" and carried["confirmed"] == "yes"
+    assert carried["confirmed"] == "yes" and "reason" not in carried  # asked again on the confirmation, as text:
+    assert 'name="reason" type="text" value="outage &lt;b&gt;refund&lt;/b&gt;"' in page
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
 
     confirm = {**carried, "reason": "outage <b>refund</b>", "csrf_token": token}

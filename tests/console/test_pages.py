@@ -11,8 +11,6 @@ from app.models import EventStatus
 from app.services import audit
 from app.services.actor import Actor
 from app.services.uow import unit_of_work
-from tests.conftest import build_app
-from tests.console.conftest import ConsoleClient
 from tests.factories import BillingEventFactory, CustomerFactory, GracePeriodFactory, SubscriptionFactory
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -48,7 +46,7 @@ def test_the_dashboard_shows_counts_and_recent_actions(viewer, tx, frozen_clock)
     GracePeriodFactory(user_id="user-bob", ends_at=frozen_clock.now + timedelta(hours=3))
     record("entitlements.override", reason="goodwill credit", now=frozen_clock.now)
     page = html(viewer.get("/admin/"))
-    assert re.search(r"Failed events</h2>\s*<p class=\"figure\">3<", page)
+    assert re.search(r'Failed events</h2>\s*<p class="figure"><a href="/admin/events\?status=failed">3</a>', page)
     assert "evt_waiting" in page and "invoice.paid" in page
     assert '2026-11-25 15:00 UTC</time> <span class="ago">(in 3 h)</span>' in page
     assert "goodwill credit" in page and 'href="/admin/customers/user-bob"' in page
@@ -82,21 +80,10 @@ def test_a_viewer_sees_no_change_forms(viewer, tx):
     assert "/admin/override" not in page and "/admin/grace-reset" not in page
 
 
-@pytest.fixture
-def app_with_change_pages(test_env, migrated_database):
-    """The console once the override and grace forms exist (stand-ins named as the real views will be)."""
-    app = build_app(test_env, WTF_CSRF_ENABLED=True)
-    app.add_url_rule("/admin/override", "console.override", lambda: "override form")
-    app.add_url_rule("/admin/grace-reset", "console.grace_reset", lambda: "grace form")
-    return app
-
-
 @pytest.mark.parametrize("role, links", [("viewer", False), ("support", True), ("admin", True)])
-def test_support_and_admin_get_the_change_links(app_with_change_pages, tx, make_key, role, links):
+def test_support_and_admin_get_the_change_links(console_as, tx, role, links):
     SubscriptionFactory(user_id="user-alice")
-    browser = ConsoleClient(app_with_change_pages.test_client())
-    browser.login(make_key(role))
-    page = html(browser.get("/admin/customers/user-alice"))
+    page = html(console_as(role).get("/admin/customers/user-alice"))
     assert ('href="/admin/override?user_id=user-alice"' in page) is links
     assert ('href="/admin/grace-reset?user_id=user-alice"' in page) is links
     assert ('href="/admin/override"' in page) is links  # the navigation too
@@ -169,11 +156,47 @@ def test_the_audit_csv_download_is_every_match(viewer, entries):
     assert [row["reason"] for row in rows] == ["step 4", "step 2", "step 0"]
 
 
-@pytest.mark.parametrize("path", ["/admin/login", "/admin/", "/admin/customers/user-alice", "/admin/audit"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/login",
+        "/admin/",
+        "/admin/customers/user-alice",
+        "/admin/audit",
+        "/admin/events",
+        "/admin/events/evt_alice",
+        "/admin/plans",
+        "/admin/override",
+        "/admin/grace-reset",
+        "/admin/reconcile",
+    ],
+)
 def test_every_page_carries_the_security_headers(console_as, tx, path):
     SubscriptionFactory(user_id="user-alice")
-    resp = console_as("viewer").get(path)
+    BillingEventFactory(event_id="evt_alice", user_id="user-alice", type="customer.updated")
+    resp = console_as("support").get(path)
     assert resp.status_code == 200
+    assert_secure_headers(resp)
+
+
+@pytest.mark.parametrize(
+    "request_page, status",
+    [
+        (lambda browser: browser.get("/admin/customers/user-nobody"), 404),
+        (lambda browser: browser.get("/admin/nothing-here"), 404),
+        (lambda browser: browser.submit("/admin/plans/sync", form_page="/admin/plans"), 403),
+        (lambda browser: browser.submit("/admin/override", csrf=False), 400),
+        (lambda browser: browser.get("/admin/reconcile?limit=0"), 400),
+        (lambda browser: browser.client.put("/admin/reconcile"), 405),
+    ],
+)
+def test_error_pages_carry_the_security_headers_too(console_as, tx, request_page, status):
+    resp = request_page(console_as("support"))
+    assert resp.status_code == status
+    assert_secure_headers(resp)
+
+
+def assert_secure_headers(resp) -> None:
     csp = resp.headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
@@ -194,3 +217,14 @@ def test_user_text_is_shown_as_text_never_run(viewer, tx, frozen_clock):
         assert "&lt;script&gt;alert(" in page, path
     search = html(viewer.get("/admin/customers", query_string={"q": XSS}))
     assert "<script>" not in search and "&lt;script&gt;" in search
+
+
+@pytest.mark.parametrize(
+    "role, change_pages",
+    [("viewer", []), ("support", ["Override", "Grace reset"]), ("admin", ["Override", "Grace reset"])],
+)
+def test_the_navigation_lists_the_pages_the_role_may_use(console_as, tx, role, change_pages):
+    page = html(console_as(role).get("/admin/"))
+    nav = page[page.index('aria-label="Console"') : page.index("</nav>")]
+    labels = re.findall(r'<li><a href="/admin/[^"]*"(?: aria-current="page")?>([^<]+)</a></li>', nav)
+    assert labels == ["Dashboard", "Events", "Customers", *change_pages, "Plans", "Reconcile", "Audit log"]

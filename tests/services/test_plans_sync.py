@@ -113,6 +113,57 @@ def test_a_broken_catalog_file_changes_nothing(tx, tmp_path, current_catalog, cl
     assert rows(tx) == BEFORE_SYNC and sync_audits(tx) == []
 
 
+def price_ids(tx):
+    tx.expire_all()
+    return {plan.code: plan.provider_price_id for plan in tx.scalars(select(Plan))}
+
+
+def test_two_plans_may_trade_their_price_ids(tx, tmp_path, current_catalog, cli_actor):
+    path = catalog_file(
+        tmp_path,
+        plan_entry("starter", "price_pro"),
+        plan_entry("pro", "price_starter", amount=9900),
+        plan_entry("old", "price_old", amount=500),
+    )
+    report = sync(plans.CatalogProvider(path), cli_actor)
+    assert (report.updated, report.unchanged) == (["pro", "starter"], ["old"])
+    assert price_ids(tx) == {"starter": "price_pro", "pro": "price_starter", "old": "price_old"}
+    assert len(sync_audits(tx)) == 1
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        # price_starter now carries the code `pro`, but the plan `pro` (price_pro, no longer offered) keeps it
+        ([plan_entry("pro", "price_starter")], "plan code 'pro'"),
+        ([plan_entry("team", "price_team"), plan_entry("scale", "price_team")], "price id 'price_team'"),
+        # one offered plan matches `starter` by price id, the other by code
+        ([plan_entry("starter-v2", "price_starter"), plan_entry("starter", "price_new")], "plan 'starter'"),
+    ],
+)
+def test_a_catalog_that_cannot_be_stored_is_refused_and_changes_nothing(
+    tx, tmp_path, current_catalog, cli_actor, entries, message
+):
+    provider = plans.CatalogProvider(catalog_file(tmp_path, *entries))
+    for dry_run in (True, False):
+        with pytest.raises(ProviderUnavailable, match=message):
+            sync(provider, cli_actor, dry_run=dry_run)
+    assert rows(tx) == BEFORE_SYNC and sync_audits(tx) == []
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"name": "Pro\x00"}, {"provider_price_id": "price_\ud800"}, {"amount": 2**31}, {"credits_per_period": 2**31}],
+    ids=["nul-name", "surrogate-price", "amount-2^31", "credits-2^31"],
+)
+def test_a_catalog_value_the_database_cannot_store_changes_nothing(tx, tmp_path, current_catalog, cli_actor, extra):
+    """Refused as an invalid catalog (502 on the API, one line on the CLI), not a database error and a 500."""
+    path = catalog_file(tmp_path, {**plan_entry("pro", "price_pro"), **extra})
+    with pytest.raises(ProviderUnavailable, match="invalid plans"):
+        sync(plans.CatalogProvider(path), cli_actor)
+    assert rows(tx) == BEFORE_SYNC and sync_audits(tx) == []
+
+
 # --- Stripe, through the SDK, against a local fake of GET /v1/prices -------------------------------------------
 
 
@@ -150,6 +201,17 @@ def test_a_stripe_price_takes_its_name_and_credits_from_the_price_or_product(fak
     server = fake_stripe([price])
     [spec] = plans.StripeProvider("sk_test_fake", server.base, max_network_retries=0).fetch_plans()
     assert spec == plans.PlanSpec("scale", "price_x", "Scale (monthly)", 50000, "usd", "month", 250000, True)
+
+
+def test_a_stripe_price_the_database_cannot_store_is_skipped(fake_stripe):
+    offered = [
+        stripe_price("price_big", "big", 100, "Big", credits_per_period="2147483648"),
+        stripe_price("price_nul", "nul", 100, "Nul\x00"),
+        stripe_price("price_ok", "ok", 100, "Ok", credits_per_period="10"),
+    ]
+    server = fake_stripe(offered)
+    specs = plans.StripeProvider("sk_test_fake", server.base, max_network_retries=0).fetch_plans()
+    assert [spec.code for spec in specs] == ["ok"]
 
 
 def test_stripe_errors_change_nothing(tx, current_catalog, cli_actor, fake_stripe):

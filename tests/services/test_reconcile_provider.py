@@ -5,8 +5,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from app.models import AuditEntry, Subscription
-from app.services import reconcile
+from app.models import AuditEntry, Role, Subscription
+from app.services import entitlements, reconcile
+from app.services.actor import Actor, Channel
 from app.services.errors import ProviderUnavailable
 from app.services.reconcile import Kind, RateLimiter, Source, StripeSubscriptions
 from tests.factories import CustomerFactory, PlanFactory, SubscriptionFactory
@@ -169,3 +170,23 @@ def test_the_provider_source_through_the_api(app, api, world, monkeypatch):
     monkeypatch.setitem(app.config, "STRIPE_API_BASE", server.base + "/nowhere")
     resp = api("viewer").get("/v1/admin/billing/reconcile", query_string={"source": "provider"})
     assert resp.status_code == 502 and resp.get_json()["code"] == "provider_unavailable"
+
+
+def test_an_override_is_kept_and_a_provider_fix_is_no_override(world, tx, cli_actor, frozen_clock):
+    server, end = world
+    support = Actor(name="ann", role=Role.SUPPORT, channel=Channel.API)
+    extended = end + timedelta(days=60)
+    frozen_clock.advance(minutes=1)
+    entitlements.override_entitlements(
+        "user-p3", valid_until=extended, reason="goodwill", actor=support, now=frozen_clock.now
+    )
+    assert preview(provider_for(server), cli_actor, user_id="user-p3").mismatches == []
+    report = reconcile.apply_fixes(
+        actor=cli_actor, now=frozen_clock.now, source=Source.PROVIDER, provider=provider_for(server)
+    )
+    assert "user-p3" not in [mismatch.user_id for mismatch in report.mismatches]
+    assert tx.scalar(select(Subscription.valid_until).where(Subscription.user_id == "user-p3")) == extended
+    # user-p1's status was fixed from Stripe above: that fix is no override, so Stripe's next change is seen
+    server.subscriptions[0]["status"] = "active"
+    [mismatch] = preview(provider_for(server), cli_actor, user_id="user-p1").mismatches
+    assert (mismatch.kind, mismatch.expected, mismatch.actual) == (Kind.STATUS, "active", "past_due")

@@ -10,7 +10,7 @@ from app.retry_worker import RetryWorker
 from app.services import idempotency, keys, webhooks
 from app.services.actor import Actor, Channel
 from app.services.keys import hash_secret
-from tests.factories import GracePeriodFactory
+from tests.factories import CustomerFactory, GracePeriodFactory, SubscriptionFactory
 from tests.webhooks import SECRET, event, invoice, sign
 
 
@@ -80,3 +80,18 @@ def test_the_worker_summarises_suppressed_failed_logins_and_purges_expired_idemp
     frozen_clock.advance(hours=24)
     assert RetryWorker(grace_days=7).drain().idempotency_keys_purged == 1
     assert tx.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
+
+
+def test_a_retried_event_audits_its_changes_as_the_webhook_on_the_worker_channel(tx, frozen_clock):
+    CustomerFactory(user_id="user-later", provider_customer_id="cus_nobody")
+    receive_unknown_customer_invoice(frozen_clock.now)  # fails: user-later has no subscription yet
+    SubscriptionFactory(user_id="user-later", status="past_due")
+    GracePeriodFactory(user_id="user-later", ends_at=frozen_clock.now + timedelta(days=3))
+    frozen_clock.advance(minutes=1)
+    [result] = webhooks.drain_due(grace_days=7, now=frozen_clock.now)
+    assert result.status == "processed"
+    entries = tx.scalars(select(AuditEntry).where(AuditEntry.user_id == "user-later").order_by(AuditEntry.id)).all()
+    assert [(e.action, e.actor, e.context["channel"]) for e in entries[-2:]] == [
+        ("subscription.update", "webhook:evt_retry", "worker"),
+        ("grace.resolve", "webhook:evt_retry", "worker"),
+    ]

@@ -2,6 +2,7 @@
 
 import pytest
 from sqlalchemy import delete, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app import create_app
@@ -52,3 +53,31 @@ def test_every_update_bumps_the_version(tx):
     with unit_of_work():
         subscription.credits = 2
     assert subscription.version == 2
+
+
+class _DriverError(Exception):
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    "driver_error",
+    [
+        _DriverError("deadlock detected", "40P01"),
+        _DriverError("could not serialize access", "40001"),
+        _DriverError("canceling statement due to lock timeout", "55P03"),
+        _DriverError("database is locked"),  # SQLite once busy_timeout runs out
+    ],
+)
+def test_losing_to_a_concurrent_transaction_is_a_conflict_and_changes_nothing(tx, driver_error):
+    with pytest.raises(Conflict, match="try again"), unit_of_work() as session:
+        session.add(Customer(user_id="user-contended"))
+        session.flush()
+        raise OperationalError("UPDATE ...", {}, driver_error)
+    assert tx.scalar(select(Customer).where(Customer.user_id == "user-contended")) is None
+
+
+def test_a_database_outage_is_not_mistaken_for_a_conflict(tx):
+    with pytest.raises(OperationalError), unit_of_work():
+        raise OperationalError("SELECT 1", {}, _DriverError("server closed the connection", "08006"))

@@ -44,8 +44,28 @@ def test_our_verifier_accepts_what_the_stripe_sdk_signs():
         (f"t={T}", [SECRET], now_at(), "at least one v1"),
         (f"t={T},v0=" + sign(BODY, SECRET, timestamp=T).split("v1=")[1], [SECRET], now_at(), "at least one v1"),
         (sign(BODY, SECRET, timestamp=T), [], now_at(), "No WEBHOOK_SECRET"),
+        (f"t=999999999999,v1={'0' * 64}", [SECRET], now_at(), "ahead"),
+        (
+            sign(BODY, SECRET, timestamp=T).upper().replace("T=", "t=").replace("V1=", "v1="),
+            [SECRET],
+            now_at(),
+            "match",
+        ),
     ],
-    ids=["wrong-secret", "old", "future", "missing", "empty", "garbage", "bad-t", "no-v1", "other-scheme", "no-secret"],
+    ids=[
+        "wrong-secret",
+        "old",
+        "future",
+        "missing",
+        "empty",
+        "garbage",
+        "bad-t",
+        "no-v1",
+        "other-scheme",
+        "no-secret",
+        "year-33658",
+        "uppercase-hex",
+    ],
 )
 def test_a_bad_signature_is_refused(header, secrets, now, message):
     with pytest.raises(InvalidSignature, match=message):

@@ -1,0 +1,177 @@
+"""The override and grace reset forms: roles, CSRF, inline errors with nothing changed, reason, PRG, messages."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from app.models import AuditEntry, GracePeriod, Subscription
+from tests.console.conftest import LOGIN
+from tests.console.test_forms import field_error
+from tests.factories import CustomerFactory, GracePeriodFactory, PlanFactory, SubscriptionFactory
+
+OVERRIDE = "/admin/override"
+GRACE = "/admin/grace-reset"
+XSS = '<script>alert("x")</script>'
+
+
+@pytest.fixture(autouse=True)
+def alice(tx, frozen_clock):
+    PlanFactory(code="pro")
+    PlanFactory(code="team")
+    PlanFactory(code="legacy", active=False)
+    return SubscriptionFactory(user_id="user-alice", plan="pro", credits=100)
+
+
+@pytest.fixture
+def agent(console_as):
+    return console_as("support")
+
+
+def audit_count(tx) -> int:
+    """Audit rows of the changes these forms make (sign-ins and key creation are audited too)."""
+    changes = ("entitlements.override", "grace.reset")
+    return tx.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action.in_(changes)))
+
+
+def subscription(tx, user_id="user-alice") -> tuple:
+    row = tx.scalar(select(Subscription).where(Subscription.user_id == user_id))
+    tx.refresh(row)
+    return row.plan, row.credits, row.valid_until
+
+
+@pytest.mark.parametrize("path", [OVERRIDE, GRACE])
+def test_an_anonymous_browser_is_sent_to_sign_in(console, path):
+    resp = console.get(path)
+    assert resp.status_code == 302 and resp.headers["Location"].startswith(f"{LOGIN}?next=")
+
+
+@pytest.mark.parametrize("path", [OVERRIDE, GRACE])
+@pytest.mark.parametrize("role, status", [("viewer", 403), ("support", 200), ("admin", 200)])
+def test_the_forms_are_for_support_and_admin(console_as, path, role, status):
+    resp = console_as(role).get(path)
+    assert resp.status_code == status and resp.mimetype == "text/html"
+    assert ('name="reason"' in resp.get_data(as_text=True)) is (status == 200)
+
+
+@pytest.mark.parametrize(
+    "path, form",
+    [
+        (OVERRIDE, {"user_id": "user-alice", "credits": "5", "reason": "x"}),
+        (GRACE, {"user_id": "user-alice", "days": "7", "reason": "x"}),
+    ],
+)
+def test_a_viewer_posting_anyway_gets_a_403_page_and_changes_nothing(console_as, tx, path, form):
+    viewer = console_as("viewer")
+    resp = viewer.submit(path, form, form_page="/admin/")
+    assert resp.status_code == 403 and "Sign out" in resp.get_data(as_text=True)
+    assert subscription(tx)[1] == 100 and audit_count(tx) == 0
+
+
+@pytest.mark.parametrize(
+    "path, form",
+    [
+        (OVERRIDE, {"user_id": "user-alice", "credits": "5", "reason": "x"}),
+        (GRACE, {"user_id": "user-alice", "days": "7", "reason": "x"}),
+    ],
+)
+def test_a_change_without_csrf_is_refused(agent, tx, path, form):
+    assert agent.submit(path, form, csrf=False).status_code == 400
+    assert subscription(tx)[1] == 100 and audit_count(tx) == 0
+    assert tx.scalar(select(func.count()).select_from(GracePeriod)) == 0
+
+
+def test_the_user_id_in_the_address_fills_the_form_and_the_plans_are_the_active_ones(agent):
+    page = agent.get(f"{OVERRIDE}?user_id=user-alice").get_data(as_text=True)
+    assert 'id="user_id" name="user_id" type="text" value="user-alice"' in page
+    assert '<option value="pro">pro</option>' in page and '<option value="team">team</option>' in page
+    assert "legacy" not in page
+    assert "add to (or, negative, take from) the balance" in page  # the API's own description of the field
+
+
+@pytest.mark.parametrize(
+    "form, field, message",
+    [
+        ({"user_id": "user-ghost", "credits": "5"}, "user_id", "No customer has the user id &#39;user-ghost&#39;."),
+        ({"valid_until": "2020-01-01 00:00"}, "valid_until", "must be in the future"),
+        ({"valid_until": "next week"}, "valid_until", "Not a valid datetime."),
+        ({"credits": "5", "credits_delta": "5"}, "credits", "send credits or credits_delta, not both"),
+        ({"credits": "100"}, "credits", "nothing would change"),
+        ({"credits": "-1"}, "credits", "Must be greater than or equal to 0"),
+        ({"credits": "ten"}, "credits", "Not a valid integer."),
+        ({"plan": "legacy"}, "plan", "no active plan has the code &#39;legacy&#39;"),
+        ({"credits": "5", "reason": ""}, "reason", "Missing data for required field."),
+        ({"credits": "5", "reason": "   "}, "reason", "Missing data for required field."),
+        ({"credits": "5", "reason": "x" * 501}, "reason", "Longer than maximum length 500."),
+    ],
+)
+def test_bad_override_input_is_an_inline_error_and_changes_nothing(agent, tx, form, field, message):
+    resp = agent.submit(OVERRIDE, {"user_id": "user-alice", "reason": "customer called", **form})
+    assert resp.status_code == 200
+    assert message in field_error(resp.get_data(as_text=True), field)
+    assert subscription(tx)[:2] == ("pro", 100) and audit_count(tx) == 0
+
+
+def test_a_balance_below_zero_is_refused_on_the_form(agent, tx):
+    resp = agent.submit(OVERRIDE, {"user_id": "user-alice", "credits_delta": "-500", "reason": "refund"})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "credits would go below 0: the balance is 100" in page
+    assert 'class="form-errors"' in page and audit_count(tx) == 0
+
+
+def test_nothing_sent_but_a_reason_is_refused_on_the_form(agent, tx):
+    page = agent.submit(OVERRIDE, {"user_id": "user-alice", "reason": "why not"}).get_data(as_text=True)
+    assert "send at least one of credits, credits_delta, plan or valid_until" in page and audit_count(tx) == 0
+
+
+def test_an_override_redirects_to_the_customer_and_says_before_and_after(agent, tx, frozen_clock):
+    form = {"user_id": "user-alice", "credits_delta": "500", "plan": "team", "reason": "goodwill"}
+    resp = agent.submit(OVERRIDE, form)
+    assert resp.status_code == 302 and resp.headers["Location"] == "/admin/customers/user-alice"
+    page = agent.get("/admin/customers/user-alice").get_data(as_text=True)
+    assert "user-alice: plan: pro → team; credits: 100 → 600." in page
+    assert subscription(tx)[:2] == ("team", 600)
+    [entry] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "entitlements.override")).all()
+    assert entry.reason == "goodwill" and entry.context["channel"] == "console"
+
+
+def test_an_override_may_start_a_subscription_and_set_an_expiry(agent, tx, frozen_clock):
+    CustomerFactory(user_id="user-new")
+    form = {"user_id": "user-new", "credits": "50", "valid_until": "2027-01-31 00:00", "reason": "trial"}
+    assert agent.submit(OVERRIDE, form).status_code == 302
+    page = agent.get("/admin/customers/user-new").get_data(as_text=True)
+    assert "user-new: status: none → active; credits: none → 50; valid_until: none → 2027-01-31 00:00 UTC." in page
+
+
+def test_a_reason_with_html_is_kept_and_shown_as_text(agent, tx):
+    agent.submit(OVERRIDE, {"user_id": "user-alice", "credits": "7", "reason": XSS})
+    page = agent.get("/admin/customers/user-alice").get_data(as_text=True)
+    assert "<script>alert" not in page and "Reason: &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+
+
+@pytest.mark.parametrize(
+    "form, field, message",
+    [
+        ({"days": "0"}, "days", "Must be greater than or equal to 1 and less than or equal to 90."),
+        ({"days": "91"}, "days", "Must be greater than or equal to 1 and less than or equal to 90."),
+        ({"days": "a week"}, "days", "Not a valid integer."),
+        ({"days": ""}, "days", "Missing data for required field."),
+        ({"reason": ""}, "reason", "Missing data for required field."),
+        ({"user_id": "user-ghost"}, "user_id", "No customer has the user id"),
+    ],
+)
+def test_bad_grace_input_is_an_inline_error_and_changes_nothing(agent, tx, form, field, message):
+    resp = agent.submit(GRACE, {"user_id": "user-alice", "days": "14", "reason": "card replaced", **form})
+    assert resp.status_code == 200
+    assert message in field_error(resp.get_data(as_text=True), field)
+    assert tx.scalar(select(func.count()).select_from(GracePeriod)) == 0 and audit_count(tx) == 0
+
+
+def test_a_grace_reset_extends_the_period_and_says_before_and_after(agent, tx, frozen_clock):
+    GracePeriodFactory(user_id="user-alice", ends_at=frozen_clock.now + timedelta(days=2))
+    resp = agent.submit(f"{GRACE}?user_id=user-alice", {"user_id": "user-alice", "days": "14", "reason": "bank delay"})
+    assert resp.status_code == 302 and resp.headers["Location"] == "/admin/customers/user-alice"
+    page = agent.get("/admin/customers/user-alice").get_data(as_text=True)
+    assert "user-alice: grace period ends_at: 2026-11-27 12:00 UTC → 2026-12-09 12:00 UTC; reset_count: 0 → 1." in page
+    [entry] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "grace.reset")).all()
+    assert entry.reason == "bank delay"

@@ -41,7 +41,7 @@ def register(bp: Blueprint) -> None:
     """Make the filters and helpers available to every template."""
     for template_filter in (utc, ago, pretty_json, shown):
         bp.add_app_template_filter(template_filter)
-    for helper in (console_url, can, nav_items):
+    for helper in (console_url, can, nav_items, before_after):
         bp.add_app_template_global(helper)
     bp.add_app_template_global(Permission, "Permission")
 
@@ -84,6 +84,12 @@ def change_message(before: Any, after: Any) -> str:
         if name not in UNREMARKABLE and old.get(name) != value
     ]
     return "; ".join(changes) or "nothing changed"
+
+
+def before_after(before: Any, after: Any) -> list[tuple[str, Any, Any]]:
+    """`(field, before, after)` for each field of the snapshots (as dicts or dataclasses), for a preview table."""
+    old, new = _fields(before), _fields(after)
+    return [(name, old.get(name), value) for name, value in new.items() if name not in UNREMARKABLE]
 
 
 def _fields(snapshot: Any) -> Mapping[str, Any]:

@@ -134,7 +134,7 @@ def test_the_audit_log_filters_pages_and_downloads(page, console_site):
 
     page.get_by_label("Since (UTC)").fill("last tuesday")
     page.get_by_role("button", name="Filter").click()
-    expect(page.locator("#since-error")).to_have_text("Not a valid datetime.")
+    expect(page.locator("#since-error")).to_have_text("Enter a date and time in UTC, e.g. 2027-01-31 00:00.")
 
     page.get_by_role("link", name="Clear").click()
     page.get_by_label("Action").fill("grace.reset")
@@ -155,7 +155,7 @@ def test_an_agent_grants_credits_after_an_inline_error(page, console_site):
     expect(page.get_by_label("User id")).to_have_value("user-alice")
     page.get_by_label("Credits delta").fill("1000")
     page.get_by_role("button", name="Apply override").click()
-    expect(page.locator("#reason-error")).to_have_text("Missing data for required field.")
+    expect(page.locator("#reason-error")).to_have_text("Say why: the reason is kept in the audit log.")
     expect(page.get_by_label("Reason")).to_have_attribute("aria-invalid", "true")
     screenshot(page, "override")
 
@@ -205,7 +205,7 @@ def test_an_admin_filters_events_opens_one_and_replays_it(page, console_site):
     expect(page.locator("pre.json")).to_contain_text(event_id)
     screenshot(page, "event")
     page.get_by_role("button", name="Replay this event").click()
-    expect(page.locator("#reason-error")).to_contain_text("required")
+    expect(page.locator("#reason-error")).to_have_text("Say why: the reason is kept in the audit log.")
     page.get_by_label("Reason").fill("Handler fixed in the last release")
     page.get_by_role("button", name="Replay this event").click()
     expect(page).to_have_url(f"{base}/admin/events/{event_id}")

@@ -94,14 +94,14 @@ def test_the_user_id_in_the_address_fills_the_form_and_the_plans_are_the_active_
     [
         ({"user_id": "user-ghost", "credits": "5"}, "user_id", "No customer has the user id &#39;user-ghost&#39;."),
         ({"valid_until": "2020-01-01 00:00"}, "valid_until", "must be in the future"),
-        ({"valid_until": "next week"}, "valid_until", "Not a valid datetime."),
+        ({"valid_until": "next week"}, "valid_until", "Enter a date and time in UTC, e.g. 2027-01-31 00:00."),
         ({"credits": "5", "credits_delta": "5"}, "credits", "send credits or credits_delta, not both"),
         ({"credits": "100"}, "credits", "nothing would change"),
         ({"credits": "-1"}, "credits", "Must be greater than or equal to 0"),
-        ({"credits": "ten"}, "credits", "Not a valid integer."),
+        ({"credits": "ten"}, "credits", "Enter a whole number, e.g. 500."),
         ({"plan": "legacy"}, "plan", "no active plan has the code &#39;legacy&#39;"),
-        ({"credits": "5", "reason": ""}, "reason", "Missing data for required field."),
-        ({"credits": "5", "reason": "   "}, "reason", "Missing data for required field."),
+        ({"credits": "5", "reason": ""}, "reason", "Say why: the reason is kept in the audit log."),
+        ({"credits": "5", "reason": "   "}, "reason", "Say why: the reason is kept in the audit log."),
         ({"credits": "5", "reason": "x" * 501}, "reason", "Longer than maximum length 500."),
     ],
 )
@@ -154,9 +154,9 @@ def test_a_reason_with_html_is_kept_and_shown_as_text(agent, tx):
     [
         ({"days": "0"}, "days", "Must be greater than or equal to 1 and less than or equal to 90."),
         ({"days": "91"}, "days", "Must be greater than or equal to 1 and less than or equal to 90."),
-        ({"days": "a week"}, "days", "Not a valid integer."),
-        ({"days": ""}, "days", "Missing data for required field."),
-        ({"reason": ""}, "reason", "Missing data for required field."),
+        ({"days": "a week"}, "days", "Enter a whole number, e.g. 500."),
+        ({"days": ""}, "days", "Enter a number of days, from 1 to 90."),
+        ({"reason": ""}, "reason", "Say why: the reason is kept in the audit log."),
         ({"user_id": "user-ghost"}, "user_id", "No customer has the user id"),
     ],
 )

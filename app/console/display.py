@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, g, url_for
+from markupsafe import Markup
 
 from app import clock
 from app.services.permissions import Permission, allows
@@ -39,7 +40,7 @@ UNREMARKABLE = frozenset({"version", "updated_at"})
 
 def register(bp: Blueprint) -> None:
     """Make the filters and helpers available to every template."""
-    for template_filter in (utc, ago, pretty_json, shown):
+    for template_filter in (utc, ago, pretty_json, shown, dotted):
         bp.add_app_template_filter(template_filter)
     for helper in (console_url, can, nav_items, before_after):
         bp.add_app_template_global(helper)
@@ -68,6 +69,11 @@ def _span(delta: timedelta) -> str | None:
         if seconds >= size * (2 if unit != "min" else 1):
             return f"{seconds // size} {unit}"
     return None
+
+
+def dotted(name: str) -> Markup:
+    """A dotted name (`customer.subscription.updated`) that a narrow column may wrap after its dots only."""
+    return Markup(".<wbr>").join(name.split("."))  # each part is escaped by the join
 
 
 def pretty_json(value: Any) -> str:

@@ -18,7 +18,7 @@ from app.retry_worker import RetryWorker
 from app.schemas.entitlements import OverrideIn
 from app.schemas.grace import GraceResetIn
 from app.schemas.reconcile import ReconcileApplyIn, ReconcileQuery, plain_json
-from app.services import audit, demo, entitlements, grace, keys, plans, reconcile
+from app.services import audit, benchdata, demo, entitlements, grace, keys, plans, reconcile
 from app.services.actor import Actor
 from app.services.catalog import CatalogError
 from app.services.errors import DomainError, InvalidInput
@@ -93,6 +93,26 @@ def demo_data(actor: str) -> None:
     click.echo(f"plans added: {', '.join(report.plans_created) or 'none'}")
     click.echo(f"customers added: {', '.join(report.customers_created) or 'none'}")
     click.echo(f"events added: {len(report.events_created) or 'none'}")
+
+
+@billing.command("bench-data")
+@click.option("--events", type=click.IntRange(min=0), default=100_000, show_default=True, help="Webhook events.")
+@click.option(
+    "--subscriptions",
+    type=click.IntRange(min=0),
+    default=10_000,
+    show_default=True,
+    help="Users, each a customer with a subscription.",
+)
+@click.option("--seed", type=int, default=15, show_default=True, help="The same seed and sizes give the same rows.")
+@click.option("--force", is_flag=True, help="Write even into a database holding customers that are not bench-*.")
+def bench_data(events: int, subscriptions: int, seed: int, force: bool) -> None:
+    """Fill the database with benchmark data in bulk (docs/performance.md); running it again adds nothing."""
+    report = _run(lambda: benchdata.load_bench_data(events, subscriptions, seed=seed, force=force))
+    click.echo(f"customers added: {report.customers}")
+    click.echo(f"events added: {report.events}")
+    click.echo(f"audit rows added: {report.audit_rows}")
+    click.echo(f"chunks already present: {report.chunks_skipped}")
 
 
 @billing.command("worker")

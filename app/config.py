@@ -68,6 +68,11 @@ class Config:
         self.INSTANCE_PATH = Path(env.get("BILLOPS_INSTANCE_PATH", PROJECT_ROOT / "instance"))
         self.SQLALCHEMY_DATABASE_URI = database_uri(env.get("DATABASE_URL"), self.INSTANCE_PATH)
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        # Connections per process (docs/deployment.md): at least gunicorn's --threads, so no request thread waits
+        # for a connection; overflow covers the worker's and a streamed export's second session.
+        self.DB_POOL_SIZE = self._int_setting(env, "DB_POOL_SIZE", 8)
+        if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql"):
+            self.SQLALCHEMY_ENGINE_OPTIONS |= {"pool_size": self.DB_POOL_SIZE, "max_overflow": self.DB_POOL_SIZE}
         self.ADMIN_KEY = env.get("ADMIN_KEY") or None
         if self.ADMIN_KEY and len(self.ADMIN_KEY) < MIN_ADMIN_KEY_LENGTH:
             raise ConfigError(

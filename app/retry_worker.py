@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 from app import clock
+from app.extensions import db
 from app.services import grace, idempotency, keys, webhooks
 from app.services.actor import Actor
 from app.services.webhooks import EventResult
@@ -52,10 +53,15 @@ class RetryWorker:
         """One batch of due events, then the grace periods whose end has passed and the housekeeping, at the
         clock's current time."""
         now = clock.utcnow()
-        events = webhooks.drain_due(grace_days=self.grace_days, now=now, limit=self.batch_size)
-        expired = grace.expire_grace_periods(actor=Actor.worker(), now=now)
-        summaries = keys.flush_auth_failures(now)
-        purged = idempotency.purge_expired_idempotency_keys(now)
+        try:
+            events = webhooks.drain_due(grace_days=self.grace_days, now=now, limit=self.batch_size)
+            expired = grace.expire_grace_periods(actor=Actor.worker(), now=now)
+            summaries = keys.flush_auth_failures(now)
+            purged = idempotency.purge_expired_idempotency_keys(now)
+        finally:
+            # A round is the worker's request: end its session, so the events it loaded do not pile up (and get
+            # expired again at every later commit) over a long drain.
+            db.session.remove()
         for result in events:
             log.info("event %s: %s%s", result.event_id, result.status, f" ({result.error})" if result.error else "")
         for user_id in expired:

@@ -138,6 +138,26 @@ def tamper(tx):
 
 
 @pytest.fixture
+def statements(tx):
+    """`with statements() as seen:` collects (SQL, parameters) of every statement run inside the block."""
+
+    @contextmanager
+    def collecting():
+        seen: list[tuple[str, object]] = []
+
+        def note(_conn, _cursor, statement, parameters, *_args):
+            seen.append((statement, parameters))
+
+        event.listen(db.engine, "before_cursor_execute", note)
+        try:
+            yield seen
+        finally:
+            event.remove(db.engine, "before_cursor_execute", note)
+
+    return collecting
+
+
+@pytest.fixture
 def postgres_only(tx):
     if tx.get_bind().dialect.name != "postgresql":
         pytest.skip("the append-only trigger exists on PostgreSQL only")

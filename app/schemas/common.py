@@ -11,7 +11,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from app.services.errors import InvalidInput
 from app.services.inputs import INT64_MAX, INT64_MIN, check_text, text_problem
-from app.services.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from app.services.pagination import DEFAULT_LIMIT, EXACT_TOTAL_LIMIT, MAX_LIMIT
 
 # Longer than any cursor this app signs; a longer one is refused before its signature is even checked.
 MAX_CURSOR_LENGTH = 512
@@ -112,7 +112,7 @@ class ListQuery(Schema):
 
 
 def page_schema(name: str, item: type[Schema], *cursor_types: type, scope: str) -> type[Schema]:
-    """The list shape `{"items": [...], "total": N, "next_cursor": "..." | null}`, fields in that order.
+    """The list shape `{"items": [...], "total": N, "total_is_estimate": bool, "next_cursor": "..." | null}`.
 
     `cursor_types` and `scope` are those of the list query's `Cursor`.
     """
@@ -120,6 +120,13 @@ def page_schema(name: str, item: type[Schema], *cursor_types: type, scope: str) 
         {
             "items": fields.List(fields.Nested(item), required=True),
             "total": fields.Integer(required=True),
+            "total_is_estimate": fields.Boolean(
+                required=True,
+                metadata={
+                    "description": f"true when more than {EXACT_TOTAL_LIMIT:,} rows match: `total` is then "
+                    "PostgreSQL's row estimate, not a count"
+                },
+            ),
             "next_cursor": Cursor(
                 *cursor_types,
                 scope=scope,

@@ -100,7 +100,7 @@ def list_events(
         skip=skip,
         limit=limit,
     )
-    return Page([EventView.of(event) for event in page.items], page.total, page.next_cursor)
+    return Page([EventView.of(event) for event in page.items], page.total, page.next_cursor, page.total_is_estimate)
 
 
 def get_event(event_id: str, *, actor: Actor) -> EventDetail:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Row, Select, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -349,7 +349,7 @@ def replay_events(
 
 def _replay_selection(
     event_id: str | None, event_ids: Sequence[str] | None, filters: EventFilter, limit: int | None
-) -> list[BillingEvent]:
+) -> list[Row]:
     modes = [name for name, used in (("event_id", event_id), ("event_ids", event_ids)) if used is not None]
     if not filters.empty:
         modes.append("filter")
@@ -364,20 +364,27 @@ def _replay_selection(
         if not 1 <= limit <= MAX_REPLAY_LIMIT:
             raise InvalidInput("limit", f"must be between 1 and {MAX_REPLAY_LIMIT}")
         # Oldest first, so that where two events touch one subscription the newer one ends up applied.
-        stmt = filtered(filters).order_by(BillingEvent.created_at, BillingEvent.id).limit(limit)
+        stmt = _summaries(filtered(filters)).order_by(BillingEvent.created_at, BillingEvent.id).limit(limit)
         with unit_of_work() as session:
-            return list(session.scalars(stmt))
+            return list(session.execute(stmt))
     if limit is not None:
         raise InvalidInput("limit", "applies to a filter only")
     wanted = [event_id] if event_id is not None else list(dict.fromkeys(event_ids or ()))
     if not 1 <= len(wanted) <= MAX_REPLAY_IDS:
         raise InvalidInput("event_ids", f"list between 1 and {MAX_REPLAY_IDS} event ids")
     with unit_of_work() as session:
-        found = {e.event_id: e for e in session.scalars(select(BillingEvent).where(BillingEvent.event_id.in_(wanted)))}
+        chosen = _summaries(select(BillingEvent).where(BillingEvent.event_id.in_(wanted)))
+        found = {summary.event_id: summary for summary in session.execute(chosen)}
     missing = [name for name in wanted if name not in found]
     if missing:
         raise NotFound(f"No event has the id {', '.join(map(repr, missing[:10]))}; nothing was replayed.")
     return [found[name] for name in wanted]
+
+
+def _summaries(stmt: Select) -> Select:
+    """`stmt` reading only what a replay needs to choose and report: plain rows, not loaded events (a session
+    holding 10,000 events would expire every one of them at each of the 10,000 commits that follow)."""
+    return stmt.with_only_columns(BillingEvent.id, BillingEvent.event_id, BillingEvent.status, BillingEvent.last_error)
 
 
 def _replay_one(pk: int, admin: Actor, reason: str | None, *, grace_days: int, now: datetime) -> EventResult:

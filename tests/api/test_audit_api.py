@@ -44,7 +44,7 @@ def test_the_audit_log_lists_newest_first_in_the_documented_shape(api, entries):
     client = api("viewer")
     made = entries()
     body = client.get(f"{URL}?actor=ann").get_json()
-    assert list(body) == ["items", "total", "next_cursor"]
+    assert list(body) == ["items", "total", "total_is_estimate", "next_cursor"]
     assert body["total"] == 3 and body["next_cursor"] is None
     assert [item["id"] for item in body["items"]] == [made[4].id, made[2].id, made[0].id]
     item = body["items"][0]

@@ -9,6 +9,7 @@ from app import clock
 from app.models import AuditEntry
 from app.services import audit
 from app.services.audit import Checkpoint, Keyring
+from app.services.benchdata import bulk_insert
 from app.services.uow import unit_of_work
 
 OTHER_KEY = "another-audit-key-of-at-least-32-characters"
@@ -154,3 +155,23 @@ def test_the_head_and_count_of_a_checkpoint_are_the_chains(chain, tx):
     assert (kept.last_id, kept.head_hash, kept.count) == (chain[-1].id, chain[-1].hash, 3)
     assert kept.key_id == audit.keyring().signing_id
     assert tx.scalar(select(AuditEntry.canonical).where(AuditEntry.id == chain[0].id)).startswith('{"action"')
+
+
+def test_rows_sealed_in_a_batch_extend_the_chain_and_an_edit_among_them_is_caught(tx, chain, cli_actor, tamper):
+    context = {"channel": "cli", "request_id": None, "ip": None, "user_agent": None}
+    drafts = [
+        {"created_at": clock.utcnow(), "actor": "loader", "action": "grace.reset", "user_id": f"user-{n}"}
+        | {"reason": None, "before": None, "after": {"n": n}, "context": context}
+        for n in range(4)
+    ]
+    with unit_of_work() as session:
+        rows = audit.seal_batch(session, drafts)
+        bulk_insert(session, AuditEntry.__table__, rows)
+    assert [row["id"] for row in rows] == [chain[-1].id + n for n in range(1, 5)]
+    assert rows[0]["prev_hash"] == chain[-1].hash
+    after = _record(cli_actor, after={"n": "after the batch"})
+    assert after.prev_hash == rows[-1]["hash"]
+    assert audit.verify_chain().ok
+    with tamper() as session:
+        session.execute(text("UPDATE billing_admin_audit SET user_id = 'user-x' WHERE id = :id"), {"id": rows[2]["id"]})
+    assert _problem()[0] == rows[2]["id"]

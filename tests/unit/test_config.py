@@ -152,3 +152,12 @@ def test_the_flask_command_refuses_to_start_on_a_parent_directorys_dotenv(checko
     assert last.startswith("billops cannot start: the flask command loaded") and "FLASK_SKIP_DOTENV=1" in last
     skipped = _flask(checkout_below_a_stray_dotenv, FLASK_SKIP_DOTENV="1")
     assert skipped.stderr.strip().splitlines()[-1].startswith("billops cannot start: SECRET_KEY is not set")
+
+
+def test_db_pool_size_sizes_the_postgresql_pool():
+    config = Config({"BILLOPS_ENV": "development", "DATABASE_URL": "postgresql://db/billops", "DB_POOL_SIZE": "12"})
+    options = config.SQLALCHEMY_ENGINE_OPTIONS
+    assert (options["pool_size"], options["max_overflow"]) == (12, 12)
+    assert Config({"BILLOPS_ENV": "development", "DATABASE_URL": "postgresql://db/b"}).DB_POOL_SIZE == 8
+    with pytest.raises(ConfigError, match="DB_POOL_SIZE must be at least 1"):
+        Config({"BILLOPS_ENV": "development", "DB_POOL_SIZE": "0"})

@@ -112,6 +112,7 @@ def bench_data(events: int, subscriptions: int, seed: int, force: bool) -> None:
     click.echo(f"customers added: {report.customers}")
     click.echo(f"events added: {report.events}")
     click.echo(f"audit rows added: {report.audit_rows}")
+    click.echo(f"subscriptions set to what their events imply: {report.subscriptions_aligned}")
     click.echo(f"chunks already present: {report.chunks_skipped}")
 
 

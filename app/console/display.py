@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, g, url_for
+from markupsafe import Markup
 
 from app import clock
 from app.services.permissions import Permission, allows
@@ -39,9 +40,9 @@ UNREMARKABLE = frozenset({"version", "updated_at"})
 
 def register(bp: Blueprint) -> None:
     """Make the filters and helpers available to every template."""
-    for template_filter in (utc, ago, pretty_json, shown):
+    for template_filter in (utc, ago, pretty_json, shown, dotted):
         bp.add_app_template_filter(template_filter)
-    for helper in (console_url, can, nav_items):
+    for helper in (console_url, can, nav_items, before_after):
         bp.add_app_template_global(helper)
     bp.add_app_template_global(Permission, "Permission")
 
@@ -70,6 +71,11 @@ def _span(delta: timedelta) -> str | None:
     return None
 
 
+def dotted(name: str) -> Markup:
+    """A dotted name (`customer.subscription.updated`) that a narrow column may wrap after its dots only."""
+    return Markup(".<wbr>").join(name.split("."))  # each part is escaped by the join
+
+
 def pretty_json(value: Any) -> str:
     """A JSON value indented for reading (escaped by the template like any text)."""
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
@@ -84,6 +90,12 @@ def change_message(before: Any, after: Any) -> str:
         if name not in UNREMARKABLE and old.get(name) != value
     ]
     return "; ".join(changes) or "nothing changed"
+
+
+def before_after(before: Any, after: Any) -> list[tuple[str, Any, Any]]:
+    """`(field, before, after)` for each field of the snapshots (as dicts or dataclasses), for a preview table."""
+    old, new = _fields(before), _fields(after)
+    return [(name, old.get(name), value) for name, value in new.items() if name not in UNREMARKABLE]
 
 
 def _fields(snapshot: Any) -> Mapping[str, Any]:

@@ -8,6 +8,7 @@ an inline error; nothing was changed), then flashes and redirects. Bulk actions 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -23,8 +24,11 @@ from app.models.events import EventStatus
 from app.schemas.common import REASON
 from app.schemas.entitlements import OverrideIn
 from app.schemas.grace import GraceResetIn
+from app.services import subscriptions
+from app.services.actor import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.services.reconcile import Kind, Source
+from app.services.subscriptions import SubscriptionView
 
 T = TypeVar("T")
 FORM_LEVEL = "_schema"  # marshmallow's name for a message about the whole input
@@ -38,7 +42,7 @@ def load_form(schema: type[Schema], form: FlaskForm, **extra: Any) -> dict[str, 
     Returns the loaded data, or None after copying the schema's messages onto the fields they name.
     Empty fields are left out, so the schema's defaults and `required` apply as they do to a JSON body.
     """
-    instance = schema()
+    instance = console_messages(schema())
     raw = {name: field.data for name, field in form._fields.items() if name in instance.fields}
     raw |= extra
     try:
@@ -46,6 +50,30 @@ def load_form(schema: type[Schema], form: FlaskForm, **extra: Any) -> dict[str, 
     except ValidationError as error:
         add_errors(form, error.normalized_messages())
         return None
+
+
+# What the console says where marshmallow's defaults ("Missing data for required field.") would read like a parser.
+# The API keeps marshmallow's messages: these replace them only on the copies of the fields a console schema makes.
+REQUIRED_MESSAGES = {
+    "reason": "Say why: the reason is kept in the audit log.",
+    "user_id": "Enter a user id.",
+    "days": "Enter a number of days, from 1 to 90.",
+}
+REQUIRED_MESSAGE = "Fill in this field."
+INVALID_MESSAGES = {  # by field class, most specific first
+    fields.Integer: "Enter a whole number, e.g. 500.",
+    fields.DateTime: "Enter a date and time in UTC, e.g. 2027-01-31 00:00.",
+}
+
+
+def console_messages(instance: Schema) -> Schema:
+    """`instance` (a fresh schema: its fields are its own copies) with the console's wording of its errors."""
+    for name, field in instance.fields.items():
+        field.error_messages = {**field.error_messages, "required": REQUIRED_MESSAGES.get(name, REQUIRED_MESSAGE)}
+        invalid = next((text for kind, text in INVALID_MESSAGES.items() if isinstance(field, kind)), None)
+        if invalid:
+            field.error_messages["invalid"] = invalid
+    return instance
 
 
 def submit(
@@ -154,7 +182,9 @@ def render_confirmation(
 
 class LoginForm(FlaskForm):
     admin_key = PasswordField(
-        "Admin key", validators=[InputRequired()], render_kw={"autocomplete": "current-password", "autofocus": True}
+        "Admin key",
+        validators=[InputRequired("Enter your admin key.")],
+        render_kw={"autocomplete": "current-password", "autofocus": True},
     )
     next = HiddenField()
 
@@ -185,7 +215,7 @@ def schema_hints(schema: type[Schema]) -> dict[str, str]:
 
 class WholeNumberField(StringField):
     """A number input: whole-number text becomes an int, empty None, anything else reaches the API's schema as
-    typed so its message ("Not a valid integer.") is the one shown, as the API would answer."""
+    typed so the schema decides, as it would for the API (the console words its message: "Enter a whole number")."""
 
     widget = NumberInput()
 
@@ -222,12 +252,41 @@ def reason_field() -> TextAreaField:
     )
 
 
-class _ChangeForm(FlaskForm):
+PREVIEW = "preview"
+
+
+class ChangeForm(FlaskForm):
+    """A change to one customer. The button pressed is `action`: "preview" computes the change and writes
+    nothing; any other (Apply, or a POST without it) applies it."""
+
     user_id = StringField("User id", filters=[strip], render_kw={"autocomplete": "off"})
     reason = reason_field()
+    action = StringField()  # the button pressed, not an input of its own
+
+    def previewing(self) -> bool:
+        return self.action.data == PREVIEW
 
 
-class OverrideForm(_ChangeForm):
+@dataclass(frozen=True)
+class CustomerState:
+    """What a change form shows beside itself: the named customer's subscription now, or why there is none."""
+
+    user_id: str
+    subscription: SubscriptionView | None  # with its active grace period
+    missing: str | None  # "No customer has the user id 'x'." or "User 'x' has no subscription."
+
+
+def customer_state(user_id: str | None, *, actor: Actor) -> CustomerState | None:
+    """The state of the customer the form names (None while it names nobody), read as the customer page does."""
+    if not user_id:
+        return None
+    try:
+        return CustomerState(user_id, subscriptions.get_subscription(user_id, actor=actor), None)
+    except NotFound as error:
+        return CustomerState(user_id, None, error.detail)
+
+
+class OverrideForm(ChangeForm):
     """The override's fields (`OverrideIn`); empty ones stay as they are."""
 
     credits = WholeNumberField("Credits", widget=NumberInput(min=0))
@@ -241,7 +300,7 @@ class OverrideForm(_ChangeForm):
         self.plan.choices = [SelectChoice("", "keep the current plan"), *map(SelectChoice, codes)]
 
 
-class GraceResetForm(_ChangeForm):
+class GraceResetForm(ChangeForm):
     """The grace reset's fields (`GraceResetIn`)."""
 
     days = WholeNumberField("Days", widget=NumberInput(min=1, max=90))

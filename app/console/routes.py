@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import flask
 from flask import current_app, flash, redirect, render_template, request, url_for
-from flask_wtf import FlaskForm
 from marshmallow import Schema
 from werkzeug.exceptions import TooManyRequests
 
@@ -17,6 +17,7 @@ from app.auth import actor_for, current_actor
 from app.console import access, display
 from app.console.forms import (
     AuditFilterForm,
+    ChangeForm,
     ConsoleGraceResetIn,
     ConsoleOverrideIn,
     EventFilterForm,
@@ -28,6 +29,7 @@ from app.console.forms import (
     ReconcileFilterForm,
     ReplayForm,
     add_errors,
+    customer_state,
     error_summary,
     load_form,
     reason_given,
@@ -244,15 +246,18 @@ def _outcome(result: webhooks.EventResult) -> str:
 @bp.route("/override", methods=["GET", "POST"])
 @access.requires(Permission.OVERRIDE_ENTITLEMENTS)
 def override():
-    """Set or adjust a customer's credits, plan or expiry, with a reason (support+)."""
+    """Set or adjust a customer's credits, plan or expiry, with a reason (support+); Preview first if you like."""
     form = OverrideForm(user_id=request.args.get("user_id", ""))
     form.offer_plans(plan.code for plan in plans.list_plans(actor=current_actor()).items if plan.active)
     return _change_page(
         form,
-        ConsoleOverrideIn,
-        entitlements.override_entitlements,
-        lambda result: display.change_message(result.change.before, result.change.after),
-        "console/override.html",
+        ChangePage(
+            ConsoleOverrideIn,
+            apply=entitlements.override_entitlements,
+            preview=entitlements.preview_override,
+            describe=lambda result: display.change_message(result.change.before, result.change.after),
+            template="console/override.html",
+        ),
         hints=schema_hints(OverrideIn),
     )
 
@@ -260,28 +265,47 @@ def override():
 @bp.route("/grace-reset", methods=["GET", "POST"])
 @access.requires(Permission.RESET_GRACE)
 def grace_reset():
-    """Start or extend a customer's grace period, with a reason (support+)."""
+    """Start or extend a customer's grace period, with a reason (support+); Preview first if you like."""
     form = GraceResetForm(user_id=request.args.get("user_id", ""))
     return _change_page(
         form,
-        ConsoleGraceResetIn,
-        grace.reset_grace,
-        lambda result: "grace period " + display.change_message(result.before, result.grace_period),
-        "console/grace_reset.html",
+        ChangePage(
+            ConsoleGraceResetIn,
+            apply=grace.reset_grace,
+            preview=grace.preview_grace_reset,
+            describe=lambda result: "grace period " + display.change_message(result.before, result.grace_period),
+            template="console/grace_reset.html",
+        ),
         hints=schema_hints(GraceResetIn),
     )
 
 
-def _change_page(
-    form: FlaskForm, schema: type[Schema], service: Callable, describe: Callable[[Any], str], template: str, **context
-):
-    """A change form: validate, call `service`, flash what changed and show the customer; else inline errors."""
-    if form.validate_on_submit() and (data := load_form(schema, form)):
+@dataclass(frozen=True)
+class ChangePage:
+    """A change form's parts: its schema, the service that applies it and the one that previews it (same input,
+    same refusals, nothing written), the success message from the service's result, and the template."""
+
+    schema: type[Schema]
+    apply: Callable[..., Any]
+    preview: Callable[..., Any]
+    describe: Callable[[Any], str]
+    template: str
+
+
+def _change_page(form: ChangeForm, page: ChangePage, **context):
+    """A change form: validate, then preview (render the change computed, nothing written) or apply (flash what
+    changed and show the customer); else inline errors. The customer's current state is shown beside it."""
+    preview = None
+    if form.validate_on_submit() and (data := load_form(page.schema, form)):
+        service = page.preview if form.previewing() else page.apply
         result = submit(form, service, **data, actor=current_actor(), now=clock.utcnow())
-        if result is not None:
-            flash(f"{data['user_id']}: {describe(result)}.")
+        if result is not None and form.previewing():
+            preview = result
+        elif result is not None:
+            flash(f"{data['user_id']}: {page.describe(result)}.")
             return redirect(url_for("console.customer", user_id=data["user_id"]))
-    return render_template(template, form=form, **context)
+    state = customer_state(form.user_id.data, actor=current_actor())
+    return render_template(page.template, form=form, state=state, preview=preview, **context)
 
 
 # -- plans ------------------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ Core inserts. Audit rows are linked and signed by `audit.seal_batch`, so `billin
 
 Shapes: payloads are the Stripe fixtures in app/data/stripe/ with this data's ids; about 2 % of events failed
 (retry parked until 2030, so no worker picks them up unasked), 0.1 % dead, 2 % ignored; 5 % of events go to 20
-hot users, the rest spread over every subscription.
+hot users, the rest spread over every subscription. Each subscription then holds what its events imply (as a
+production database does), except one in MISMATCH_EVERY, left as first written: reconcile has ~1 % to report.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import JSON, Table, insert, select
+from sqlalchemy import JSON, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.models.audit import AuditEntry
@@ -30,7 +31,7 @@ from app.models.events import BillingEvent, EventAttempt
 from app.models.grace import GracePeriod
 from app.models.plans import Plan
 from app.models.subscriptions import Subscription
-from app.services import audit
+from app.services import audit, reconcile
 from app.services.catalog import load_catalog
 from app.services.errors import RuleViolation
 from app.services.uow import unit_of_work
@@ -41,6 +42,7 @@ EVENT_SPACING = timedelta(seconds=30)  # 1M events span about a year
 RETRY_PARKED = datetime(2030, 1, 1, tzinfo=UTC)  # failed events' next retry: not due, until a benchmark says so
 USER_PREFIX = "bench-"
 HOT_USERS = 20
+MISMATCH_EVERY = 100  # one subscription in this many keeps its first, random state: a mismatch for reconcile
 SHAPES = Path(__file__).resolve().parent.parent / "data" / "stripe"
 
 EVENT_MIX = {  # type: share of events, roughly a subscription business's webhook traffic
@@ -65,6 +67,7 @@ class BenchReport:
     events: int = 0
     audit_rows: int = 0
     chunks_skipped: int = 0
+    subscriptions_aligned: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -91,6 +94,8 @@ def load_bench_data(events: int, subscriptions: int, *, seed: int = 15, force: b
     for start in range(0, events, CHUNK):
         stop = min(start + CHUNK, events)
         _run_chunk(report, BillingEvent.event_id, event_id, writer, seed, range(start, stop))
+    for start in range(0, subscriptions, CHUNK):
+        report.subscriptions_aligned += _agree_with_events(range(start, min(start + CHUNK, subscriptions)))
     return report
 
 
@@ -172,6 +177,26 @@ def _draft(at: datetime, actor: str, channel: str, action: str, user: str | None
 
 
 # -- events -----------------------------------------------------------------------------------------------------
+
+
+def _agree_with_events(chunk: range) -> int:
+    """Set the subscriptions of `chunk` to what their events imply (reconcile's fixes), but one in MISMATCH_EVERY.
+
+    Idempotent: once they agree there is nothing to fix; new events make the next run fix again. How many changed.
+    """
+    users = [user_id(index) for index in chunk if index % MISMATCH_EVERY != MISMATCH_EVERY - 1]
+    with unit_of_work() as session:
+        fixes = reconcile.event_fixes(session, users)
+        by_fields: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for user, fields in fixes.items():
+            by_fields.setdefault(tuple(sorted(fields)), []).append(
+                {"fix_user_id": user} | {f"fix_{name}": value for name, value in fields.items()}
+            )
+        table = Subscription.__table__
+        for names, rows in by_fields.items():
+            stmt = update(table).where(table.c.user_id == bindparam("fix_user_id"))
+            session.execute(stmt.values({name: bindparam(f"fix_{name}") for name in names}), rows)
+    return len(fixes)
 
 
 def _templates() -> dict[str, str]:

@@ -8,13 +8,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.extensions import db
 from app.models.plans import Plan
 from app.models.subscriptions import Subscription, SubscriptionStatus
 from app.services import audit
 from app.services.actor import Actor
 from app.services.errors import InvalidInput, RuleViolation
 from app.services.permissions import Permission, require
-from app.services.subscriptions import SubscriptionView, lock_customer, lock_subscription, view
+from app.services.subscriptions import SubscriptionView, lock_customer, lock_subscription, require_customer, view
 from app.services.uow import unit_of_work
 
 MAX_CREDITS = 2**31 - 1  # the credits column is a 32-bit integer on PostgreSQL
@@ -108,16 +109,49 @@ def override_entitlements(
     with unit_of_work() as session:
         lock_customer(session, user_id)
         subscription = lock_subscription(session, user_id)
-        if plan is not None:
-            _require_active_plan(session, plan)
-        current = Entitlement.of(subscription) if subscription else None
-        change = plan_override(user_id, current, request, reason=reason, now=now)
+        change = _plan_for(session, subscription, user_id, request, reason=reason, now=now)
         before = view(subscription) if subscription else None
         subscription = apply_change(session, change, subscription, now=now)
         # An override leaves grace periods alone: the one `before` read is still the one in force.
         after = view(subscription, before.grace_period) if before else view(subscription)
         entry = audit.record(session, actor, "entitlements.override", user_id, before, after, now=now, reason=reason)
     return OverrideResult(change, after, entry.id)
+
+
+def preview_override(
+    user_id: str,
+    *,
+    credits: int | None = None,
+    credits_delta: int | None = None,
+    plan: str | None = None,
+    valid_until: datetime | None = None,
+    reason: str | None = None,
+    actor: Actor,
+    now: datetime,
+) -> Change:
+    """The change `override_entitlements` would make now, refused as it would be; nothing is written or audited."""
+    require(actor, Permission.OVERRIDE_ENTITLEMENTS)
+    session = db.session
+    require_customer(session, user_id)
+    subscription = session.scalar(select(Subscription).where(Subscription.user_id == user_id))
+    request = OverrideRequest(credits, credits_delta, plan, valid_until)
+    return _plan_for(session, subscription, user_id, request, reason=reason, now=now)
+
+
+def _plan_for(
+    session: Session,
+    subscription: Subscription | None,
+    user_id: str,
+    request: OverrideRequest,
+    *,
+    reason: str | None,
+    now: datetime,
+) -> Change:
+    """`plan_override` on the stored subscription, after checking that a requested plan is an active one."""
+    if request.plan is not None:
+        _require_active_plan(session, request.plan)
+    current = Entitlement.of(subscription) if subscription else None
+    return plan_override(user_id, current, request, reason=reason, now=now)
 
 
 def apply_change(session: Session, change: Change, subscription: Subscription | None, *, now: datetime) -> Subscription:

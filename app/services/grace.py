@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.extensions import db
 from app.models.grace import GracePeriod, GraceStatus
 from app.services import audit
 from app.services.actor import Actor
 from app.services.errors import InvalidInput
 from app.services.permissions import Permission, require
-from app.services.subscriptions import GraceView, lock_customer, lock_subscription
+from app.services.subscriptions import GraceView, active_grace, lock_customer, lock_subscription, require_customer
 from app.services.uow import unit_of_work
 
 MIN_RESET_DAYS, MAX_RESET_DAYS = 1, 90
@@ -68,6 +69,15 @@ def reset_grace(user_id: str, days: int, *, reason: str | None = None, actor: Ac
             session, actor, "grace.reset", user_id, change.before, change.after, now=now, reason=reason
         )
     return GraceResetResult(user_id, change.after, entry.id, change.before)
+
+
+def preview_grace_reset(
+    user_id: str, days: int, *, reason: str | None = None, actor: Actor, now: datetime
+) -> GraceChange:
+    """The change `reset_grace` would make now, refused as it would be; nothing is written or audited."""
+    require(actor, Permission.RESET_GRACE)
+    require_customer(db.session, user_id)
+    return plan_grace_reset(user_id, active_grace(user_id), days, reason=reason, now=now)
 
 
 def active_grace_for_update(session: Session, user_id: str) -> GracePeriod | None:

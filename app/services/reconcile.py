@@ -41,7 +41,10 @@ from app.services.plans import stripe_client
 from app.services.subscriptions import lock_customer, lock_subscription
 from app.services.uow import unit_of_work
 
-BATCH_SIZE = 200  # customers read (with their evidence) per query: memory stays bounded at any table size
+# Customers read (with their evidence) per query: memory stays bounded at any table size, and a page that fills up
+# early has read the evidence of at most this many customers it does not report on.
+BATCH_SIZE = 100
+EVENT_ROWS = 500  # event rows fetched at a time (payloads are ~5 KB; a busy customer can have thousands of events)
 # Customers one page examines at most, so a page costs the same however sparse the mismatches are.
 SCAN_BUDGET = {"events": 5000, "provider": 100}  # the provider costs an HTTP request per customer
 MAX_APPLY_USER_IDS = 1000
@@ -207,6 +210,7 @@ class EventsSource:
                 BillingEvent.type.in_(handlers.SUBSCRIPTION_EVENT_TYPES),
             )
             .order_by(BillingEvent.id)
+            .execution_options(yield_per=EVENT_ROWS)
         )
         for event in self.session.execute(stmt):
             implied = handlers.implied_by(event.type, event.payload)
@@ -485,6 +489,18 @@ def _compare_batch(source, batch: list[Stored], kind: Kind | None) -> Iterator[t
 
 
 # -- the operations -----------------------------------------------------------------------------------------------
+
+
+def event_fixes(session: Session, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per customer of `user_ids` whose subscription disagrees with its events, the fields the fixes would set.
+
+    Reads only (no permission, no audit): for tools that prepare data, such as `billing bench-data`.
+    """
+    fixes: dict[str, dict[str, Any]] = {}
+    for customer, mismatches in _compared(EventsSource(session), _customers(session, start=None, only=user_ids), None):
+        for mismatch in mismatches:
+            fixes.setdefault(customer.user_id, {}).update(mismatch.fix or {})
+    return fixes
 
 
 def find_mismatches(

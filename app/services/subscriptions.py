@@ -70,7 +70,15 @@ def lock_customer(session: Session, user_id: str) -> Customer:
     """
     if session.get_bind().dialect.name == "sqlite":
         session.execute(text("UPDATE billing_customers SET id = id WHERE user_id = :user_id"), {"user_id": user_id})
-    customer = session.scalar(select(Customer).where(Customer.user_id == user_id).with_for_update())
+    return _known(session.scalar(select(Customer).where(Customer.user_id == user_id).with_for_update()), user_id)
+
+
+def require_customer(session: Session, user_id: str) -> Customer:
+    """The customer `user_id`, read without a lock (for a preview, which writes nothing), or NotFound."""
+    return _known(session.scalar(select(Customer).where(Customer.user_id == user_id)), user_id)
+
+
+def _known(customer: Customer | None, user_id: str) -> Customer:
     if customer is None:
         raise NotFound(f"No customer has the user id {user_id!r}.")
     return customer

@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 
 from app.models import BillingEvent, Plan
 from app.models.events import AttemptTrigger, EventAttempt, EventStatus
-from app.services import benchdata
+from app.services import benchdata, reconcile
 from tests.factories import PlanFactory
 
 API = "/v1/admin/billing"
@@ -52,3 +52,19 @@ def test_statements_stay_flat_as_rows_grow(api, tx, statements, path):
         assert resp.status_code == 200, resp.get_json()
         counts.append(len(seen))
     assert counts[0] == counts[1], f"{path}: {counts[0]} statements with 3 rows, {counts[1]} with 30"
+
+
+def test_a_reconcile_page_issues_the_same_statements_however_many_customers(api, tx, statements, monkeypatch):
+    """A page reads its customers and their evidence a batch at a time, and at most its scan budget of them."""
+    monkeypatch.setattr(reconcile, "BATCH_SIZE", 5)
+    monkeypatch.setitem(reconcile.SCAN_BUDGET, "events", 10)
+    client = api("viewer")
+    counts = []
+    for rows in (30, 60):
+        benchdata.load_bench_data(rows * 3, rows, force=True)
+        client.get(API + "/reconcile?limit=200")  # once first: the key's first use is recorded once
+        with statements() as seen:
+            resp = client.get(API + "/reconcile?limit=200")
+        assert resp.status_code == 200 and resp.get_json()["checked"] == 10, resp.get_json()
+        counts.append(len(seen))
+    assert counts[0] == counts[1] <= 12, counts

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from itertools import pairwise
 from typing import NamedTuple
 
 import flask_migrate
@@ -134,7 +135,7 @@ def test_the_audit_log_filters_pages_and_downloads(page, console_site):
 
     page.get_by_label("Since (UTC)").fill("last tuesday")
     page.get_by_role("button", name="Filter").click()
-    expect(page.locator("#since-error")).to_have_text("Not a valid datetime.")
+    expect(page.locator("#since-error")).to_have_text("Enter a date and time in UTC, e.g. 2027-01-31 00:00.")
 
     page.get_by_role("link", name="Clear").click()
     page.get_by_label("Action").fill("grace.reset")
@@ -155,11 +156,17 @@ def test_an_agent_grants_credits_after_an_inline_error(page, console_site):
     expect(page.get_by_label("User id")).to_have_value("user-alice")
     page.get_by_label("Credits delta").fill("1000")
     page.get_by_role("button", name="Apply override").click()
-    expect(page.locator("#reason-error")).to_have_text("Missing data for required field.")
+    expect(page.locator("#reason-error")).to_have_text("Say why: the reason is kept in the audit log.")
     expect(page.get_by_label("Reason")).to_have_attribute("aria-invalid", "true")
     screenshot(page, "override")
 
     page.get_by_label("Reason").fill("Goodwill: second outage this month")
+    page.get_by_role("button", name="Preview").click()
+    preview = page.get_by_role("status").filter(has_text="Preview: nothing has changed yet")
+    expect(preview.get_by_role("row", name="credits")).to_contain_text("8200")
+    expect(preview.get_by_role("row", name="credits")).to_contain_text("9200")
+    expect(page.locator(".current-state")).to_contain_text("8200")  # nothing was applied
+    screenshot(page, "override-preview")
     page.get_by_role("button", name="Apply override").click()
     expect(page).to_have_url(f"{base}/admin/customers/user-alice")
     expect(page.get_by_role("status")).to_have_text("user-alice: credits: 8200 → 9200.")
@@ -172,8 +179,12 @@ def test_an_agent_resets_a_grace_period(page, console_site):
     sign_in(page, base, console_site.support_key)
     page.goto(f"{base}/admin/customers/user-bob")
     page.get_by_role("button", name="Reset grace period").click()
+    expect(page.locator(".current-state")).to_contain_text("user-bob now")
     page.get_by_label("Days").fill("14")
     page.get_by_label("Reason").fill("Card replaced, bank transfer pending")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator(".preview-summary")).to_contain_text("Would end")
+    expect(page.get_by_label("Days")).to_have_value("14")
     screenshot(page, "grace-reset")
     page.get_by_role("button", name="Reset grace period").click()
     expect(page).to_have_url(f"{base}/admin/customers/user-bob")
@@ -205,7 +216,7 @@ def test_an_admin_filters_events_opens_one_and_replays_it(page, console_site):
     expect(page.locator("pre.json")).to_contain_text(event_id)
     screenshot(page, "event")
     page.get_by_role("button", name="Replay this event").click()
-    expect(page.locator("#reason-error")).to_contain_text("required")
+    expect(page.locator("#reason-error")).to_have_text("Say why: the reason is kept in the audit log.")
     page.get_by_label("Reason").fill("Handler fixed in the last release")
     page.get_by_role("button", name="Replay this event").click()
     expect(page).to_have_url(f"{base}/admin/events/{event_id}")
@@ -262,3 +273,77 @@ def test_signing_out_closes_the_console(page, console_site):
     page.goto(f"{base}/admin/customers/user-alice")
     expect(page).to_have_url(re.compile(r"/admin/login\?next="))
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+
+FOCUSED = """() => {
+  const e = document.activeElement, box = e.getBoundingClientRect();
+  const name = e.labels && e.labels.length ? e.labels[0].innerText : e.innerText || e.value || "";
+  return {name: name.trim(), id: e.id, x: box.left + window.scrollX, y: box.top + window.scrollY};
+}"""
+
+
+def tab_through(page, count: int) -> list[dict]:
+    """Press Tab `count` times; what got the focus each time (its label or text, and where it is on the page)."""
+    stops = []
+    for _ in range(count):
+        page.keyboard.press("Tab")
+        stops.append(page.evaluate(FOCUSED))
+    return stops
+
+
+def assert_reads_in_order(stops: list[dict]) -> None:
+    """Each stop is right of the previous one on the same row, or below it: the visual reading order."""
+    for before, after in pairwise(stops):
+        same_row = abs(after["y"] - before["y"]) < 8
+        assert (same_row and after["x"] > before["x"]) or after["y"] > before["y"] + 8, (before, after)
+
+
+def assert_every_field_is_labelled(page, form) -> None:
+    """Each input of `form` is found by its visible label (its accessible name), and only it."""
+    fields = form.locator("input:not([type=hidden]), select, textarea")
+    assert fields.count() > 0
+    for index in range(fields.count()):
+        field_id = fields.nth(index).get_attribute("id")
+        label = page.locator(f'label[for="{field_id}"]').inner_text().strip()
+        expect(page.get_by_label(label, exact=True)).to_have_attribute("id", field_id)
+
+
+def skip_to_content(page) -> None:
+    """The first Tab stop is the skip link; following it puts the next Tab inside the page's content."""
+    page.locator("body").press("Tab")  # from the start of the document
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+
+
+def test_the_login_form_is_labelled_and_tabs_in_visual_order(page, console_site):
+    page.goto(f"{console_site.base}/admin/login")
+    assert_every_field_is_labelled(page, page.locator("main form"))
+    stops = [page.evaluate(FOCUSED), *tab_through(page, 1)]  # the key field has the focus on arrival
+    assert [stop["name"] for stop in stops] == ["Admin key", "Sign in"]
+    assert_reads_in_order(stops)
+    before = []
+    for _ in range(4):  # back from the button: the field, the navigation, and first of all the skip link
+        page.keyboard.press("Shift+Tab")
+        before.append(page.evaluate(FOCUSED)["name"])
+    assert before == ["Admin key", "API docs", "billops", "Skip to content"]
+
+
+def test_the_override_form_is_labelled_and_tabs_in_visual_order(page, console_site):
+    sign_in(page, console_site.base, console_site.support_key)
+    page.goto(f"{console_site.base}/admin/override?user_id=user-alice")
+    assert_every_field_is_labelled(page, page.locator("form.change-form"))
+    skip_to_content(page)
+    stops = tab_through(page, 9)
+    assert [stop["name"] for stop in stops] == [
+        "User id",
+        "Credits",
+        "Credits delta",
+        "Plan",
+        "Valid until (UTC)",
+        "Reason",
+        "Preview",
+        "Apply override",
+        "Back to user-alice",
+    ]
+    assert_reads_in_order(stops)
+    assert tab_through(page, 1)[0]["name"] == "Open user-alice's page"  # then the state beside the form

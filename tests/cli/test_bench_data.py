@@ -4,7 +4,7 @@ from sqlalchemy import func, select
 
 from app.models import AuditEntry, BillingEvent, Customer, Subscription
 from app.models.events import EventAttempt
-from app.services import audit
+from app.services import audit, benchdata, reconcile
 from tests.factories import CustomerFactory
 
 
@@ -62,3 +62,12 @@ def test_a_larger_run_adds_only_the_missing_tail(runner, tx):
     assert sorted(after) == [f"evt_bench_{n:09d}" for n in range(20)]
     assert {key: after[key] for key in first} == first
     assert audit.verify_chain().ok
+
+
+def test_bench_subscriptions_agree_with_their_events_but_one_in_a_hundred(runner, tx):
+    first = bench(runner, "--events", "400", "--subscriptions", "100")
+    assert "subscriptions set to what their events imply: 0" not in first.output
+    users = [benchdata.user_id(index) for index in range(100)]
+    assert set(reconcile.event_fixes(tx, users)) == {benchdata.user_id(99)}
+    again = bench(runner, "--events", "400", "--subscriptions", "100")
+    assert "subscriptions set to what their events imply: 0" in again.output

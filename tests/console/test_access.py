@@ -104,7 +104,7 @@ def test_a_wrong_key_shows_the_form_again_with_401_and_is_audited(console, tx):
 def test_an_empty_key_is_not_an_attempt(console, tx):
     resp = console.submit(LOGIN, {"admin_key": ""})
     assert resp.status_code == 401
-    assert "This field is required." in resp.get_data(as_text=True)
+    assert "Enter your admin key." in resp.get_data(as_text=True)
     assert audit_actions(tx, "auth.failed") == []
 
 

@@ -133,7 +133,7 @@ def test_the_audit_log_pages_with_a_cursor(viewer, entries):
 @pytest.mark.parametrize(
     "query, field, message",
     [
-        ("since=yesterday", "since", "Not a valid datetime."),
+        ("since=yesterday", "since", "Enter a date and time in UTC, e.g. 2027-01-31 00:00."),
         ("limit=500", "limit", "Must be greater than or equal to 1 and less than or equal to 200."),
         ("cursor=forged", None, "cursor: Not a cursor from this list"),
     ],

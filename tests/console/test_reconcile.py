@@ -101,7 +101,7 @@ def test_apply_selected_lists_exactly_the_fixes_then_needs_a_reason_then_applies
 
     missing = confirm(admin, page)
     assert missing.status_code == 200
-    assert re.search(r'id="reason-error" class="field-error">[^<]*required', missing.get_data(as_text=True))
+    assert re.search(r'id="reason-error" class="field-error">Say why', missing.get_data(as_text=True))
     assert fixes(tx) == [] and statuses(tx)["user-b"] == "active"
 
     resp = confirm(admin, missing.get_data(as_text=True), reason="ticket 12: rows edited by hand")

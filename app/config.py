@@ -72,7 +72,8 @@ class Config:
         # for a connection; overflow covers the worker's and a streamed export's second session.
         self.DB_POOL_SIZE = self._int_setting(env, "DB_POOL_SIZE", 8)
         if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql"):
-            self.SQLALCHEMY_ENGINE_OPTIONS |= {"pool_size": self.DB_POOL_SIZE, "max_overflow": self.DB_POOL_SIZE}
+            # Pinged only after an idle spell (extensions.ping_idle_connections), not at every checkout.
+            self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_size": self.DB_POOL_SIZE, "max_overflow": self.DB_POOL_SIZE}
         self.ADMIN_KEY = env.get("ADMIN_KEY") or None
         if self.ADMIN_KEY and len(self.ADMIN_KEY) < MIN_ADMIN_KEY_LENGTH:
             raise ConfigError(

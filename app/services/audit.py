@@ -91,6 +91,9 @@ def record(
     seal(entry, keyring())
     session.add(entry)
     session.flush()
+    # The row never changes once written: detached, it keeps its values through the caller's commit instead of
+    # being expired and read back (a SELECT per audited request for the `audit_id` callers return).
+    session.expunge(entry)
     return entry
 
 

@@ -112,7 +112,8 @@ def override_entitlements(
         change = _plan_for(session, subscription, user_id, request, reason=reason, now=now)
         before = view(subscription) if subscription else None
         subscription = apply_change(session, change, subscription, now=now)
-        after = view(subscription)
+        # An override leaves grace periods alone: the one `before` read is still the one in force.
+        after = view(subscription, before.grace_period) if before else view(subscription)
         entry = audit.record(session, actor, "entitlements.override", user_id, before, after, now=now, reason=reason)
     return OverrideResult(change, after, entry.id)
 

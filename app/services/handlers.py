@@ -1,8 +1,9 @@
 """Webhook handlers: one dispatch table, one small function per kind of event.
 
-A subscription or invoice event is handled in three steps, so preview, reconcile and as-of views can reuse them:
-`implied_by` reads the payload alone into a plain value (what the event says), `plan_change` compares that with
-the stored state (before, after, why, or why it is stale), and `apply_change` writes and audits the change.
+A subscription or invoice event is handled in four steps, so preview, reconcile and as-of views can reuse them:
+`implied_by` reads the payload alone into a plain value (what the event says), `lock_target` finds and locks the
+user's subscription, `plan_change` compares the two (before, after, why, or why it is stale), and `apply_change`
+writes and audits the change.
 """
 
 from __future__ import annotations
@@ -236,10 +237,19 @@ def _instant(seconds: int, name: str) -> datetime:
 # -- computing the change ---------------------------------------------------------------------------------------
 
 
-def plan_change(session: Session, event_id: str, implied: Implied) -> Change:
-    """What applying `implied` would change for its user's subscription (read under lock, nothing written)."""
+Target = tuple[str, str | None, Subscription | None]  # the user, a provider customer id to link, their subscription
+
+
+def lock_target(session: Session, implied: Implied) -> Target:
+    """The user `implied` is about, the provider customer id to link to them if new, and their subscription,
+    locked for this transaction (read once: `plan_change` and `apply_change` both use it)."""
     user_id, link = _resolve_user(session, implied)
-    subscription = lock_subscription(session, user_id)
+    return user_id, link, lock_subscription(session, user_id)
+
+
+def plan_change(session: Session, event_id: str, implied: Implied, target: Target) -> Change:
+    """What applying `implied` would change for its user's subscription (read under lock, nothing written)."""
+    user_id, link, subscription = target
     why = f"{implied.event_type} {event_id}"
     if subscription is None and implied.provider_subscription_id is None:
         raise HandlerError(
@@ -329,13 +339,13 @@ def merge_state(before: SubscriptionState | None, implied: Implied, plan: str | 
 # -- applying it ------------------------------------------------------------------------------------------------
 
 
-def apply_change(session: Session, change: Change, ctx: HandlerContext) -> None:
-    """Write `change` and its audit rows in the caller's transaction (an ignored change writes nothing)."""
+def apply_change(session: Session, change: Change, subscription: Subscription | None, ctx: HandlerContext) -> None:
+    """Write `change` to the user's locked subscription (or a new one) and audit it, in the caller's transaction
+    (an ignored change writes nothing)."""
     if change.ignored:
         return
     if change.link_customer:
         _link_customer(session, change.user_id, change.link_customer, ctx.now)
-    subscription = lock_subscription(session, change.user_id)
     if subscription is None:
         subscription = Subscription(user_id=change.user_id, credits=0, created_at=ctx.now)
         session.add(subscription)
@@ -386,8 +396,9 @@ def handle_subscription_or_invoice(session: Session, event: BillingEvent, ctx: H
     """Set the subscription from what the event implies, unless a newer event was applied already."""
     implied = implied_by(event.type, event.payload)
     assert implied is not None  # the dispatch table only routes readable types here
-    change = plan_change(session, event.event_id, implied)
-    apply_change(session, change, ctx)
+    target = lock_target(session, implied)
+    change = plan_change(session, event.event_id, implied, target)
+    apply_change(session, change, target[2], ctx)
     if change.ignored:
         return Outcome(EventStatus.IGNORED, change.ignored, change.user_id)
     return Outcome(EventStatus.PROCESSED, None, change.user_id)

@@ -163,6 +163,9 @@ def is_replaced_bootstrap(key: AdminKey, bootstrap_secret: str | None) -> bool:
 def register_bootstrap_key(secret: str, *, actor: Actor, now: datetime) -> AdminKey | None:
     """Register ADMIN_KEY as the admin key `bootstrap`, idempotently; a changed ADMIN_KEY replaces it."""
     digest = hash_secret(secret)
+    registered = db.session.scalar(select(AdminKey).where(AdminKey.name == BOOTSTRAP_NAME))
+    if registered is not None and registered.key_hash == digest:
+        return registered  # the usual case, every request: no lock, no commit (which would expire the key)
     try:
         with unit_of_work() as session:
             key = session.scalar(select(AdminKey).where(AdminKey.name == BOOTSTRAP_NAME).with_for_update())

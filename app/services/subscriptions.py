@@ -84,8 +84,11 @@ def _known(customer: Customer | None, user_id: str) -> Customer:
     return customer
 
 
-def view(subscription: Subscription) -> SubscriptionView:
-    """The subscription as callers see it."""
+_LOOK_UP = object()  # view(): read the user's active grace period
+
+
+def view(subscription: Subscription, grace_period: GraceView | object | None = _LOOK_UP) -> SubscriptionView:
+    """The subscription as callers see it; `grace_period` when the caller knows it already (saves a query)."""
     return SubscriptionView(
         user_id=subscription.user_id,
         plan=subscription.plan,
@@ -95,7 +98,7 @@ def view(subscription: Subscription) -> SubscriptionView:
         provider_subscription_id=subscription.provider_subscription_id,
         version=subscription.version,
         updated_at=subscription.updated_at,
-        grace_period=active_grace(subscription.user_id),
+        grace_period=active_grace(subscription.user_id) if grace_period is _LOOK_UP else grace_period,
     )
 
 

@@ -274,7 +274,8 @@ def _run(
     else:
         outcome = _handle(session, event, HandlerContext(actor, now, grace_days))
     _record(session, event, trigger, outcome, now, duration_ms=round((time.monotonic() - started) * 1000))
-    return EventResult(event.event_id, event.status, event.last_error)
+    # The attempt's error: why it failed, or why it was ignored (stale, not the current subscription, ...).
+    return EventResult(event.event_id, event.status, None if event.status is EventStatus.PROCESSED else outcome.note)
 
 
 def _handle(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:

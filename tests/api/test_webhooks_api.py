@@ -189,6 +189,19 @@ def test_an_older_event_never_overwrites_a_newer_one(client, tx, starter, frozen
     assert "sub_new0001" in attempt.error
 
 
+def test_replaying_an_ignored_event_says_why_in_its_result(client, api, tx, starter, frozen_clock):
+    deliver(
+        client,
+        sub_event(frozen_clock, "evt_new", created=frozen_clock.now - timedelta(seconds=10)),
+        now=frozen_clock.now,
+    )
+    older = sub_event(frozen_clock, "evt_old", status="canceled", created=frozen_clock.now - timedelta(seconds=20))
+    deliver(client, older, now=frozen_clock.now)
+    [result] = api("admin").post(REPLAY, json={"event_id": "evt_old"}).get_json()["results"]
+    assert result["status"] == "ignored" and result["error"].startswith("stale: event created ")
+    assert tx.scalar(select(Subscription.status)) == "active"
+
+
 def test_the_end_of_a_replaced_subscription_does_not_cancel_its_successor(client, tx, starter, frozen_clock):
     old_sub = {"sub_id": "sub_old0001", "created": frozen_clock.now - timedelta(minutes=5)}
     deliver(client, sub_event(frozen_clock, "evt_old", **old_sub), now=frozen_clock.now)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import now_default, str_enum
+from app.models.subscriptions import SubscriptionStatus
 
 
 class EventStatus(enum.StrEnum):
@@ -52,6 +53,12 @@ class BillingEvent(db.Model):
     received_at: Mapped[datetime] = mapped_column(default=now_default)
     processed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=now_default, onupdate=now_default)
+    # What the payload says about its subscription (`handlers.Implied`), kept when a subscription or invoice event
+    # is processed: reconcile's evidence, read without the payload. NULL for every other event.
+    implied_status: Mapped[SubscriptionStatus | None] = mapped_column(str_enum(SubscriptionStatus))
+    implied_price_id: Mapped[str | None] = mapped_column(String(255))
+    implied_valid_until: Mapped[datetime | None]
+    implied_provider_subscription_id: Mapped[str | None] = mapped_column(String(255))
 
     attempt_history: Mapped[list[EventAttempt]] = relationship(
         back_populates="event", order_by="EventAttempt.id", cascade="all, delete-orphan", passive_deletes=True

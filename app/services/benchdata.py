@@ -31,7 +31,7 @@ from app.models.events import BillingEvent, EventAttempt
 from app.models.grace import GracePeriod
 from app.models.plans import Plan
 from app.models.subscriptions import Subscription
-from app.services import audit, reconcile
+from app.services import audit, handlers, reconcile
 from app.services.catalog import load_catalog
 from app.services.errors import RuleViolation
 from app.services.uow import unit_of_work
@@ -278,11 +278,12 @@ def _event_row(templates, prices, rng: random.Random, index: int, user: int, eve
     }
     failed = outcome in ("failed", "dead")
     attempts = 10 if outcome == "dead" else rng.randrange(1, 5) if failed else 1
+    payload = _fill(templates[event_type], values)
     return {
         "event_id": values["evt"],
         "type": event_type,
         "user_id": None if catalog else values["user"],
-        "payload": _fill(templates[event_type], values),
+        "payload": payload,
         "status": outcome,
         "attempts": attempts,
         "last_error": f"No customer is known for {values['cus']}" if failed else None,
@@ -291,7 +292,14 @@ def _event_row(templates, prices, rng: random.Random, index: int, user: int, eve
         "received_at": received,
         "processed_at": None if failed else received + timedelta(milliseconds=rng.randrange(2, 40)),
         "updated_at": received,
-    }
+    } | _kept_implied(event_type, payload, outcome)
+
+
+def _kept_implied(event_type: str, payload: str, outcome: str) -> dict[str, Any]:
+    """What a processed subscription or invoice event implied, read by the handlers' reader as the handler keeps it."""
+    applied = outcome == "processed" and event_type in handlers.SUBSCRIPTION_EVENT_TYPES
+    implied = handlers.implied_by(event_type, json.loads(payload)) if applied else None
+    return {f"implied_{name}": getattr(implied, name, None) for name in handlers.KEPT_IMPLIED}
 
 
 def _attempt_row(event: dict[str, Any], pk: int) -> dict[str, Any]:

@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import stripe
-from sqlalchemy import Row, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -162,8 +162,7 @@ def _plan_codes(session: Session) -> dict[str, str]:
 # -- evidence from events -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Step:
+class _Step(NamedTuple):
     """One thing that set fields of a subscription, in the order it was applied."""
 
     at: datetime
@@ -194,31 +193,37 @@ class EventsSource:
         return steps
 
     def _event_steps(self, user_ids: Sequence[str]) -> Iterator[tuple[str, _Step]]:
+        """What each processed subscription or invoice event set, from what its row kept (never its payload)."""
         stmt = (
             select(
                 BillingEvent.id,
                 BillingEvent.event_id,
                 BillingEvent.type,
                 BillingEvent.user_id,
-                BillingEvent.payload,
-                BillingEvent.processed_at,
-                BillingEvent.received_at,
+                func.coalesce(BillingEvent.processed_at, BillingEvent.received_at).label("at"),
+                BillingEvent.implied_status,
+                BillingEvent.implied_price_id,
+                BillingEvent.implied_valid_until,
+                BillingEvent.implied_provider_subscription_id,
             )
             .where(
                 BillingEvent.user_id.in_(user_ids),
                 BillingEvent.status == EventStatus.PROCESSED,
-                BillingEvent.type.in_(handlers.SUBSCRIPTION_EVENT_TYPES),
+                BillingEvent.implied_status.is_not(None),
             )
             .order_by(BillingEvent.id)
             .execution_options(yield_per=EVENT_ROWS)
         )
+        plans = self.plans
         for event in self.session.execute(stmt):
-            implied = handlers.implied_by(event.type, event.payload)
-            plan = self.plans.get(implied.price_id) if implied.price_id else None
-            after = handlers.merge_state(None, implied, plan)
-            fields = {name: getattr(after, name) for name in _set_by(implied, plan)}
+            fields = handlers.state_updates(
+                event.implied_status,
+                plans.get(event.implied_price_id),
+                event.implied_valid_until,
+                event.implied_provider_subscription_id,
+            )
             why = f"{event.type} {event.event_id}"
-            yield event.user_id, _Step(event.processed_at or event.received_at, 1, event.id, fields, why, event.type)
+            yield event.user_id, _Step(event.at, 1, event.id, fields, why, event.type)
 
     def _manual_steps(self, user_ids: Sequence[str]) -> Iterator[tuple[str, _Step]]:
         stmt = select(
@@ -233,16 +238,6 @@ class EventsSource:
             fields = _changed_fields(entry.before, entry.after)
             why = f"{entry.action} by {entry.actor} (audit entry {entry.id})"
             yield entry.user_id, _Step(entry.created_at, 0, entry.id, fields, why, entry.action)
-
-
-def _set_by(implied: handlers.Implied, plan: str | None) -> list[str]:
-    """The fields `merge_state` sets from `implied` (those it leaves alone are not evidence)."""
-    present = {
-        "plan": plan,
-        "valid_until": implied.valid_until,
-        "provider_subscription_id": implied.provider_subscription_id,
-    }
-    return ["status", *(name for name, value in present.items() if value is not None)]
 
 
 def _changed_fields(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
@@ -268,11 +263,11 @@ def _fold(steps: list[_Step]) -> Evidence:
     """Apply the steps in order: the state they leave, and what set each field; unknown (unpaid) without any."""
     if not steps:
         return Evidence(UNKNOWN, {})
-    state, why = UNKNOWN, {}
+    values, why = {}, {}
     for step in _in_order(steps):
-        state = replace(state, **step.fields)
+        values.update(step.fields)
         why.update(dict.fromkeys(step.fields, step.why))
-    return Evidence(state, why)
+    return Evidence(replace(UNKNOWN, **values), why)
 
 
 def _in_order(steps: list[_Step]) -> list[_Step]:

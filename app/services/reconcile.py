@@ -16,6 +16,7 @@ under the subscription's lock and applies what is true then, never a stale previ
 from __future__ import annotations
 
 import enum
+import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -163,7 +164,7 @@ def _plan_codes(session: Session) -> dict[str, str]:
 
 
 class _Step(NamedTuple):
-    """One thing that set fields of a subscription, in the order it was applied."""
+    """One thing that set fields of a subscription; steps were applied in the order of (at, rank, seq)."""
 
     at: datetime
     rank: int  # at the same instant, manual changes (0) came before events (1): seed data, then its events
@@ -171,6 +172,9 @@ class _Step(NamedTuple):
     fields: dict[str, Any]
     why: str
     action: str  # the audit action of a manual change, or the event's type
+
+
+Latest = dict[str, _Step]  # per field, the step applied last of those that set it
 
 
 class EventsSource:
@@ -183,14 +187,19 @@ class EventsSource:
         self.plans = _plan_codes(session)
 
     def evidence(self, customers: Sequence[Stored]) -> dict[str, Evidence]:
-        return {user_id: _fold(user_steps) for user_id, user_steps in self.steps(customers).items()}
+        return {user_id: _evidence(latest) for user_id, latest in self.latest(customers).items()}
 
-    def steps(self, customers: Sequence[Stored]) -> dict[str, list[_Step]]:
-        """Per customer, every event and manual change that set compared fields (unordered)."""
-        steps: dict[str, list[_Step]] = {customer.user_id: [] for customer in customers}
-        for user_id, step in (*self._event_steps(list(steps)), *self._manual_steps(list(steps))):
-            steps[user_id].append(step)
-        return steps
+    def latest(self, customers: Sequence[Stored]) -> dict[str, Latest]:
+        """Per customer, per field, the event or manual change applied last of those that set it.
+
+        Applying every step in order leaves each field as the last step that set it left it, so this is what
+        folding them would give, kept in constant memory per customer however many events they have.
+        """
+        latest: dict[str, Latest] = {customer.user_id: {} for customer in customers}
+        user_ids = list(latest)
+        for user_id, step in itertools.chain(self._event_steps(user_ids), self._manual_steps(user_ids)):
+            _keep_if_later(latest[user_id], step)
+        return latest
 
     def _event_steps(self, user_ids: Sequence[str]) -> Iterator[tuple[str, _Step]]:
         """What each processed subscription or invoice event set, from what its row kept (never its payload)."""
@@ -211,7 +220,6 @@ class EventsSource:
                 BillingEvent.status == EventStatus.PROCESSED,
                 BillingEvent.implied_status.is_not(None),
             )
-            .order_by(BillingEvent.id)
             .execution_options(yield_per=EVENT_ROWS)
         )
         plans = self.plans
@@ -259,27 +267,22 @@ def _typed(name: str, value: Any) -> Any:
     return value
 
 
-def _fold(steps: list[_Step]) -> Evidence:
-    """Apply the steps in order: the state they leave, and what set each field; unknown (unpaid) without any."""
-    if not steps:
-        return Evidence(UNKNOWN, {})
-    values, why = {}, {}
-    for step in _in_order(steps):
-        values.update(step.fields)
-        why.update(dict.fromkeys(step.fields, step.why))
-    return Evidence(replace(UNKNOWN, **values), why)
+def _keep_if_later(latest: Latest, step: _Step) -> None:
+    for name in step.fields:
+        known = latest.get(name)
+        if known is None or step[:3] > known[:3]:
+            latest[name] = step
 
 
-def _in_order(steps: list[_Step]) -> list[_Step]:
-    return sorted(steps, key=lambda step: (step.at, step.rank, step.seq))
+def _evidence(latest: Latest) -> Evidence:
+    """The state the steps leave, and what set each field; unknown (unpaid) where none set it."""
+    values = {name: step.fields[name] for name, step in latest.items()}
+    return Evidence(replace(UNKNOWN, **values), {name: step.why for name, step in latest.items()})
 
 
-def _overridden(steps: list[_Step]) -> set[str]:
+def _overridden(latest: Latest) -> set[str]:
     """The fields an entitlement override set last (no event or other change since): support's deliberate choice."""
-    last: dict[str, str] = {}
-    for step in _in_order(steps):
-        last.update(dict.fromkeys(step.fields, step.action))
-    return {name for name, action in last.items() if action == "entitlements.override"}
+    return {name for name, step in latest.items() if step.action == "entitlements.override"}
 
 
 # -- evidence from the provider -----------------------------------------------------------------------------------
@@ -366,7 +369,7 @@ class ProviderSource:
 
     def evidence(self, customers: Sequence[Stored]) -> dict[str, Evidence]:
         """The provider's word on each customer, except for fields an override set since the last event."""
-        history = self.history.steps(customers)
+        history = self.history.latest(customers)
         return {
             customer.user_id: _leaving(self._evidence(customer), _overridden(history[customer.user_id]))
             for customer in customers

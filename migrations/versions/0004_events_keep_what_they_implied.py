@@ -83,6 +83,7 @@ def upgrade():
 
 def downgrade():
     with op.batch_alter_table("billing_events", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("ck_billing_events_subscription_status"), type_="check")
         batch_op.drop_column("implied_provider_subscription_id")
         batch_op.drop_column("implied_valid_until")
         batch_op.drop_column("implied_price_id")

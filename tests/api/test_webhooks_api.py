@@ -117,6 +117,7 @@ def test_invoice_before_subscription_fails_then_succeeds_on_replay(client, api, 
     assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-new")) == "active"
     replayed = stored(tx, "evt_inv")
     assert [a.trigger for a in replayed.attempt_history] == ["receive", "replay"]
+    assert replayed.implied_status == "active"  # kept once applied, for reconcile
     [audit_row] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "webhook.replay")).all()
     assert audit_row.after == {"event_id": "evt_inv", "status": "processed", "error": None}
     assert audit_row.before["status"] == "failed" and audit_row.user_id == "user-new"
@@ -187,6 +188,27 @@ def test_an_older_event_never_overwrites_a_newer_one(client, tx, starter, frozen
         and "is older than the last applied event created" in attempt.error
     )
     assert "sub_new0001" in attempt.error
+
+
+def kept(tx, event_id):
+    """What the event's row kept of what it implied (reconcile's evidence)."""
+    row = stored(tx, event_id)
+    return (row.implied_status, row.implied_price_id, row.implied_valid_until, row.implied_provider_subscription_id)
+
+
+def test_an_applied_event_keeps_what_it_implied_and_an_ignored_or_failed_one_nothing(client, tx, starter, frozen_clock):
+    deliver(client, sub_event(frozen_clock, "evt_new", status="past_due"), now=frozen_clock.now)
+    older = sub_event(frozen_clock, "evt_old", created=frozen_clock.now - timedelta(hours=1))
+    assert deliver(client, older, now=frozen_clock.now).get_json()["status"] == "ignored"
+    paid = event("invoice.paid", invoice(customer="cus_new0001"), event_id="evt_paid", created=frozen_clock.now)
+    assert deliver(client, paid, now=frozen_clock.now).get_json()["status"] == "processed"
+    unknown = event("invoice.paid", invoice(customer="cus_nobody"), event_id="evt_unknown", created=frozen_clock.now)
+    assert deliver(client, unknown, now=frozen_clock.now).get_json()["status"] == "failed"
+
+    period_end = (frozen_clock.now + timedelta(days=30)).replace(microsecond=0)
+    assert kept(tx, "evt_new") == ("past_due", PRICE, period_end, "sub_new0001")
+    assert kept(tx, "evt_paid") == ("active", None, None, None)
+    assert kept(tx, "evt_old") == kept(tx, "evt_unknown") == (None, None, None, None)
 
 
 def test_replaying_an_ignored_event_says_why_in_its_result(client, api, tx, starter, frozen_clock):

@@ -5,6 +5,7 @@ from sqlalchemy import func, select
 from app.models import AuditEntry, BillingEvent, Customer, Subscription
 from app.models.events import EventAttempt
 from app.services import audit, benchdata, reconcile
+from app.services.handlers import SUBSCRIPTION_EVENT_TYPES, implied_by, implied_columns
 from tests.factories import CustomerFactory
 
 
@@ -42,6 +43,18 @@ def test_bench_events_are_real_shaped_and_name_bench_users(runner, tx):
     assert subscription_events
     obj = subscription_events[0].payload["data"]["object"]
     assert obj["metadata"]["user_id"] == subscription_events[0].user_id and obj["id"].startswith("sub_bench")
+
+
+def test_bench_events_keep_what_they_implied_as_the_handler_would(runner, tx):
+    bench(runner, "--events", "60", "--subscriptions", "5")
+    kept = [BillingEvent.implied_status, BillingEvent.implied_price_id, BillingEvent.implied_valid_until]
+    kept.append(BillingEvent.implied_provider_subscription_id)
+    events = tx.execute(select(BillingEvent.type, BillingEvent.status, BillingEvent.payload, *kept)).all()
+    applied = [event for event in events if event.status == "processed" and event.type in SUBSCRIPTION_EVENT_TYPES]
+    assert applied and len(applied) < len(events)
+    for event in events:
+        reads = implied_columns(implied_by(event.type, event.payload)) if event in applied else {}
+        assert tuple(event)[3:] == tuple(reads.get(column.key) for column in kept)
 
 
 def test_bench_data_refuses_a_database_with_real_customers_unless_forced(runner, tx):

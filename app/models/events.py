@@ -9,7 +9,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import now_default, str_enum
-from app.models.subscriptions import SubscriptionStatus
 
 
 class EventStatus(enum.StrEnum):
@@ -53,12 +52,6 @@ class BillingEvent(db.Model):
     received_at: Mapped[datetime] = mapped_column(default=now_default)
     processed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=now_default, onupdate=now_default)
-    # What the payload says about its subscription (`handlers.Implied`), kept when a subscription or invoice event
-    # is processed: reconcile's evidence, read without the payload. NULL for every other event.
-    implied_status: Mapped[SubscriptionStatus | None] = mapped_column(str_enum(SubscriptionStatus))
-    implied_price_id: Mapped[str | None] = mapped_column(String(255))
-    implied_valid_until: Mapped[datetime | None]
-    implied_provider_subscription_id: Mapped[str | None] = mapped_column(String(255))
 
     attempt_history: Mapped[list[EventAttempt]] = relationship(
         back_populates="event", order_by="EventAttempt.id", cascade="all, delete-orphan", passive_deletes=True
@@ -79,3 +72,20 @@ class EventAttempt(db.Model):
     duration_ms: Mapped[int] = mapped_column(default=0)
 
     event: Mapped[BillingEvent] = relationship(back_populates="attempt_history")
+
+
+class EventEvidence(db.Model):
+    """The applied event that last set one field of a user's subscription, and the value it set (reconcile's
+    evidence: `app/services/evidence.py` keeps it as events are applied)."""
+
+    __tablename__ = "billing_event_evidence"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    field: Mapped[str] = mapped_column(
+        String(32), primary_key=True, comment="status, price_id, valid_until or provider_subscription_id"
+    )
+    value: Mapped[str] = mapped_column(String(255), comment="as text; valid_until in ISO 8601")
+    applied_at: Mapped[datetime] = mapped_column(comment="the event's processed_at")
+    event_pk: Mapped[int] = mapped_column(ForeignKey("billing_events.id"))
+    event_type: Mapped[str] = mapped_column(String(100))
+    event_id: Mapped[str] = mapped_column(String(255))

@@ -31,7 +31,7 @@ from app.models.events import BillingEvent, EventAttempt
 from app.models.grace import GracePeriod
 from app.models.plans import Plan
 from app.models.subscriptions import Subscription
-from app.services import audit, handlers, reconcile
+from app.services import audit, evidence, handlers, reconcile
 from app.services.catalog import load_catalog
 from app.services.errors import RuleViolation
 from app.services.uow import unit_of_work
@@ -253,6 +253,7 @@ def _event_writer(templates: dict[str, str], subscriptions: int):
         stored = select(BillingEvent.event_id, BillingEvent.id).where(BillingEvent.event_id.in_(keys))
         pks = dict(session.execute(stored).tuples().all())
         bulk_insert(session, EventAttempt.__table__, [_attempt_row(row, pks[row["event_id"]]) for row in events])
+        evidence.keep(session, _evidence_rows(events, pks))
         bulk_insert(session, AuditEntry.__table__, audit.seal_batch(session, drafts))
         report.events += len(events)
         report.audit_rows += len(drafts)
@@ -278,12 +279,11 @@ def _event_row(templates, prices, rng: random.Random, index: int, user: int, eve
     }
     failed = outcome in ("failed", "dead")
     attempts = 10 if outcome == "dead" else rng.randrange(1, 5) if failed else 1
-    payload = _fill(templates[event_type], values)
     return {
         "event_id": values["evt"],
         "type": event_type,
         "user_id": None if catalog else values["user"],
-        "payload": payload,
+        "payload": _fill(templates[event_type], values),
         "status": outcome,
         "attempts": attempts,
         "last_error": f"No customer is known for {values['cus']}" if failed else None,
@@ -292,14 +292,21 @@ def _event_row(templates, prices, rng: random.Random, index: int, user: int, eve
         "received_at": received,
         "processed_at": None if failed else received + timedelta(milliseconds=rng.randrange(2, 40)),
         "updated_at": received,
-    } | _kept_implied(event_type, payload, outcome)
+    }
 
 
-def _kept_implied(event_type: str, payload: str, outcome: str) -> dict[str, Any]:
-    """What a processed subscription or invoice event implied, read by the handlers' reader as the handler keeps it."""
-    applied = outcome == "processed" and event_type in handlers.SUBSCRIPTION_EVENT_TYPES
-    implied = handlers.implied_by(event_type, json.loads(payload)) if applied else None
-    return {f"implied_{name}": getattr(implied, name, None) for name in handlers.KEPT_IMPLIED}
+def _evidence_rows(events: list[dict[str, Any]], pks: dict[str, int]) -> Iterator[dict[str, Any]]:
+    """What the processed subscription and invoice events set, read as the handler reads an event it applies."""
+    for row in events:
+        if row["status"] == "processed" and row["type"] in handlers.SUBSCRIPTION_EVENT_TYPES:
+            yield from evidence.rows_for(
+                handlers.implied_by(row["type"], json.loads(row["payload"])),
+                user_id=row["user_id"],
+                applied_at=row["processed_at"],
+                event_pk=pks[row["event_id"]],
+                event_type=row["type"],
+                event_id=row["event_id"],
+            )
 
 
 def _attempt_row(event: dict[str, Any], pk: int) -> dict[str, Any]:

@@ -54,6 +54,7 @@ class Outcome:
     status: EventStatus  # processed or ignored (a failure is raised as HandlerError)
     note: str | None = None  # why it was ignored
     user_id: str | None = None
+    implied: Implied | None = None  # what an applied subscription or invoice event said (reconcile's evidence)
 
 
 @dataclass(frozen=True)
@@ -325,32 +326,15 @@ def _plan_code(session: Session, price_id: str | None) -> str | None:
 
 
 def merge_state(before: SubscriptionState | None, implied: Implied, plan: str | None) -> SubscriptionState:
-    """`before` with what `implied` sets; `plan` is the code of its price."""
+    """`before` with what `implied` sets (its fields that are not None); `plan` is the code of its price."""
     base = before or SubscriptionState(None, implied.status, None, None)
-    return replace(base, **state_updates(implied.status, plan, implied.valid_until, implied.provider_subscription_id))
-
-
-def state_updates(
-    status: SubscriptionStatus, plan: str | None, valid_until: datetime | None, provider_subscription_id: str | None
-) -> dict[str, Any]:
-    """The subscription fields an event sets: its status, and each other field it has a value for."""
     updates = {
         "plan": plan,
-        "status": status,
-        "valid_until": valid_until,
-        "provider_subscription_id": provider_subscription_id,
+        "status": implied.status,
+        "valid_until": implied.valid_until,
+        "provider_subscription_id": implied.provider_subscription_id,
     }
-    return {name: value for name, value in updates.items() if value is not None}
-
-
-# What an applied event implied, kept on its row (`implied_<name>` columns) for reconcile: the fields of `Implied`
-# that `merge_state` reads, with the price id rather than the plan (reconcile maps it through the catalog of the day).
-KEPT_IMPLIED = ("status", "price_id", "valid_until", "provider_subscription_id")
-
-
-def implied_columns(implied: Implied) -> dict[str, Any]:
-    """The `BillingEvent` columns that keep what `implied` says, by column name."""
-    return {f"implied_{name}": getattr(implied, name) for name in KEPT_IMPLIED}
+    return replace(base, **{name: value for name, value in updates.items() if value is not None})
 
 
 # -- applying it ------------------------------------------------------------------------------------------------
@@ -418,9 +402,7 @@ def handle_subscription_or_invoice(session: Session, event: BillingEvent, ctx: H
     apply_change(session, change, target[2], ctx)
     if change.ignored:
         return Outcome(EventStatus.IGNORED, change.ignored, change.user_id)
-    for name, value in implied_columns(implied).items():
-        setattr(event, name, value)
-    return Outcome(EventStatus.PROCESSED, None, change.user_id)
+    return Outcome(EventStatus.PROCESSED, None, change.user_id, implied)
 
 
 def handle_invoice(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:

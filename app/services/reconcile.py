@@ -24,16 +24,16 @@ from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 import stripe
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models.audit import AuditEntry
 from app.models.customers import Customer
-from app.models.events import BillingEvent, EventStatus
+from app.models.events import EventEvidence
 from app.models.plans import Plan
 from app.models.subscriptions import Subscription, SubscriptionStatus
-from app.services import audit, handlers
+from app.services import audit, evidence, handlers
 from app.services.actor import Actor
 from app.services.errors import InvalidInput, NotFound, ProviderUnavailable
 from app.services.handlers import SubscriptionState
@@ -45,7 +45,6 @@ from app.services.uow import unit_of_work
 # Customers read (with their evidence) per query: memory stays bounded at any table size, and a page that fills up
 # early has read the evidence of at most this many customers it does not report on.
 BATCH_SIZE = 100
-EVENT_ROWS = 500  # event rows fetched at a time (payloads are ~5 KB; a busy customer can have thousands of events)
 # Customers one page examines at most, so a page costs the same however sparse the mismatches are.
 SCAN_BUDGET = {"events": 5000, "provider": 100}  # the provider costs an HTTP request per customer
 MAX_APPLY_USER_IDS = 1000
@@ -202,36 +201,18 @@ class EventsSource:
         return latest
 
     def _event_steps(self, user_ids: Sequence[str]) -> Iterator[tuple[str, _Step]]:
-        """What each processed subscription or invoice event set, from what its row kept (never its payload)."""
-        stmt = (
-            select(
-                BillingEvent.id,
-                BillingEvent.event_id,
-                BillingEvent.type,
-                BillingEvent.user_id,
-                func.coalesce(BillingEvent.processed_at, BillingEvent.received_at).label("at"),
-                BillingEvent.implied_status,
-                BillingEvent.implied_price_id,
-                BillingEvent.implied_valid_until,
-                BillingEvent.implied_provider_subscription_id,
-            )
-            .where(
-                BillingEvent.user_id.in_(user_ids),
-                BillingEvent.status == EventStatus.PROCESSED,
-                BillingEvent.implied_status.is_not(None),
-            )
-            .execution_options(yield_per=EVENT_ROWS)
-        )
-        plans = self.plans
-        for event in self.session.execute(stmt):
-            fields = handlers.state_updates(
-                event.implied_status,
-                plans.get(event.implied_price_id),
-                event.implied_valid_until,
-                event.implied_provider_subscription_id,
-            )
-            why = f"{event.type} {event.event_id}"
-            yield event.user_id, _Step(event.at, 1, event.id, fields, why, event.type)
+        """Per field, the applied event that set it last, as `evidence` kept it (never the events' payloads)."""
+        stmt = select(*EventEvidence.__table__.columns).where(EventEvidence.user_id.in_(user_ids))
+        for row in self.session.execute(stmt):
+            fields = self._fields(row.field, evidence.value_of(row.field, row.value))
+            why = f"{row.event_type} {row.event_id}"
+            yield row.user_id, _Step(row.applied_at, 1, row.event_pk, fields, why, row.event_type)
+
+    def _fields(self, name: str, value: Any) -> dict[str, Any]:
+        """What an event's kept value sets: its price sets the plan of that price in today's catalog, if any."""
+        if name != "price_id":
+            return {name: value}
+        return {"plan": self.plans[value]} if value in self.plans else {}
 
     def _manual_steps(self, user_ids: Sequence[str]) -> Iterator[tuple[str, _Step]]:
         stmt = select(

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.models.events import AttemptTrigger, BillingEvent, EventAttempt, EventStatus
-from app.services import audit, handlers
+from app.services import audit, evidence, handlers
 from app.services.actor import Actor, Channel
 from app.services.errors import DomainError, InvalidInput, InvalidJSON, InvalidSignature, NotFound
 from app.services.events import EventFilter, filtered
@@ -306,6 +306,8 @@ def _record(
     else:
         event.status, event.next_retry_at, event.last_error = outcome.status, None, None
         event.processed_at = event.processed_at or now
+        if event.status is EventStatus.PROCESSED and outcome.implied is not None:
+            _keep_evidence(session, event, outcome.implied)
     event.updated_at = now
     session.add(
         EventAttempt(
@@ -318,6 +320,19 @@ def _record(
         )
     )
     session.flush()
+
+
+def _keep_evidence(session: Session, event: BillingEvent, implied: handlers.Implied) -> None:
+    """Keep what the applied event set for reconcile, in the order reconcile folds events (processed_at, id)."""
+    rows = evidence.rows_for(
+        implied,
+        user_id=event.user_id,
+        applied_at=event.processed_at,
+        event_pk=event.id,
+        event_type=event.type,
+        event_id=event.event_id,
+    )
+    evidence.keep(session, rows)
 
 
 # -- replaying --------------------------------------------------------------------------------------------------

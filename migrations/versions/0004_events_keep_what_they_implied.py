@@ -1,16 +1,16 @@
-"""Events keep what they implied: reconcile's evidence without reading the payloads.
+"""Event evidence: per user and subscription field, the applied event that set it last (reconcile's evidence).
 
-`billing_events` gains `implied_status`, `implied_price_id`, `implied_valid_until` and
-`implied_provider_subscription_id`: what a processed subscription or invoice event says about its subscription,
-as the webhook handlers' reader (`handlers.implied_by`) read it. The handler writes them when it applies an event;
-this upgrade fills them for the events processed before it, in batches of BATCH rows, with the same reader (the
-code itself, not a copy). Reconcile then reads these four columns instead of each event's ~5 KB payload, which
-PostgreSQL fetches out of line (TOAST) and Python parses (docs/performance.md, "Reconcile at scale").
+`billing_event_evidence` holds, for each user and each field a subscription or invoice event sets (status, price
+id, period end, provider subscription id), the value the last applied event set and which event that was
+(`app/services/evidence.py`; the webhook handler keeps it from now on). Reconcile reads these few rows per customer
+instead of every processed event and its ~5 KB payload, which PostgreSQL fetches out of line (TOAST) and Python
+parses: docs/performance.md, "Reconcile at scale".
 
-The upgrade reads every processed event's payload once: count about 3 minutes per million events on a small
-machine, during which `billing_events` is locked (ADD COLUMN), so webhooks wait; run it in a quiet hour. An event
-the current reader cannot read (none should be: it was read when it was processed) is left without them, logged,
-and is then no evidence for reconcile. Downgrade drops the columns.
+This upgrade fills it from the events processed before it, BATCH events at a time, reading each payload with the
+webhook handlers' reader (the code itself, not a copy). That reads every processed event's payload once: count
+about 10 minutes per million events on a small, busy machine, during which new webhooks still arrive and are
+processed (the table is new; `billing_events` is only read), but their evidence waits for the commit. An event the
+current reader cannot read (none should be: it was read when it was processed) is logged and left out.
 
 Revision ID: 0004
 Revises: 0003
@@ -23,8 +23,10 @@ import logging
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
 
-# The reader itself, not a copy: the kept values must be what reconcile would have read from the payload.
+# The reader and the keeping rule themselves, not copies: what is kept must be what the handler would keep.
+from app.services import evidence
 from app.services.errors import HandlerError
 from app.services.handlers import SUBSCRIPTION_EVENT_TYPES, implied_by
 
@@ -35,91 +37,72 @@ depends_on = None
 
 logger = logging.getLogger("alembic.runtime.migration")
 
-BATCH = 2000
-# Each kept column and the field of `handlers.Implied` it keeps.
-KEPT = {
-    "implied_status": "status",
-    "implied_price_id": "price_id",
-    "implied_valid_until": "valid_until",
-    "implied_provider_subscription_id": "provider_subscription_id",
-}
-_JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+BATCH = 2000  # events read per query, by id range
 _events = sa.table(
     "billing_events",
     sa.column("id", sa.BigInteger()),
+    sa.column("event_id", sa.String()),
     sa.column("type", sa.String()),
+    sa.column("user_id", sa.String()),
     sa.column("status", sa.String()),
-    sa.column("payload", _JSON),
-    sa.column("implied_status", sa.String()),
-    sa.column("implied_price_id", sa.String()),
-    sa.column("implied_valid_until", sa.DateTime(timezone=True)),
-    sa.column("implied_provider_subscription_id", sa.String()),
+    sa.column("payload", sa.JSON().with_variant(postgresql.JSONB(), "postgresql")),
+    sa.column("processed_at", sa.DateTime(timezone=True)),
 )
 
 
 def upgrade():
-    with op.batch_alter_table("billing_events", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "implied_status",
-                sa.Enum(
-                    "trialing",
-                    "active",
-                    "past_due",
-                    "unpaid",
-                    "canceled",
-                    name="subscription_status",
-                    native_enum=False,
-                    create_constraint=True,
-                ),
-                nullable=True,
-            )
-        )
-        batch_op.add_column(sa.Column("implied_price_id", sa.String(length=255), nullable=True))
-        batch_op.add_column(sa.Column("implied_valid_until", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("implied_provider_subscription_id", sa.String(length=255), nullable=True))
-    _keep_what_processed_events_implied()
+    evidence_table = op.create_table(
+        "billing_event_evidence",
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column(
+            "field",
+            sa.String(length=32),
+            nullable=False,
+            comment="status, price_id, valid_until or provider_subscription_id",
+        ),
+        sa.Column("value", sa.String(length=255), nullable=False, comment="as text; valid_until in ISO 8601"),
+        sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False, comment="the event's processed_at"),
+        sa.Column("event_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("event_type", sa.String(length=100), nullable=False),
+        sa.Column("event_id", sa.String(length=255), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["event_pk"],
+            ["billing_events.id"],
+            name=op.f("fk_billing_event_evidence_event_pk_billing_events"),
+        ),
+        sa.PrimaryKeyConstraint("user_id", "field", name=op.f("pk_billing_event_evidence")),
+    )
+    _keep_what_processed_events_set(evidence_table)
 
 
 def downgrade():
-    with op.batch_alter_table("billing_events", schema=None) as batch_op:
-        batch_op.drop_constraint(op.f("ck_billing_events_subscription_status"), type_="check")
-        batch_op.drop_column("implied_provider_subscription_id")
-        batch_op.drop_column("implied_valid_until")
-        batch_op.drop_column("implied_price_id")
-        batch_op.drop_column("implied_status")
+    op.drop_table("billing_event_evidence")
 
 
-def _keep_what_processed_events_implied():
-    bind = op.get_bind()
-    stmt = (
-        sa.select(_events.c.id, _events.c.type, _events.c.payload)
-        .where(_events.c.status == "processed", _events.c.type.in_(SUBSCRIPTION_EVENT_TYPES))
-        .order_by(_events.c.id)
-        .limit(BATCH)
-    )
-    update = (
-        _events.update()
-        .where(_events.c.id == sa.bindparam("pk"))
-        .values({column: sa.bindparam(f"new_{column}") for column in KEPT})
+def _keep_what_processed_events_set(evidence_table):
+    session = Session(bind=op.get_bind())
+    last_id = session.scalar(sa.select(sa.func.max(_events.c.id))) or 0
+    stmt = sa.select(_events).where(
+        _events.c.status == "processed", _events.c.type.in_(SUBSCRIPTION_EVENT_TYPES), _events.c.user_id.is_not(None)
     )
     kept = unreadable = 0
-    last = None
-    while rows := bind.execute(stmt if last is None else stmt.where(_events.c.id > last)).all():
-        values = []
-        for row in rows:
+    for start in range(0, last_id, BATCH):
+        rows = []
+        for event in session.execute(stmt.where(_events.c.id > start, _events.c.id <= start + BATCH)):
             try:
-                values.append({"pk": row.id, **_kept(implied_by(row.type, row.payload))})
+                implied = implied_by(event.type, event.payload)
             except HandlerError as exc:
                 unreadable += 1
-                logger.warning("event %s (%s) left without what it implied: %s", row.id, row.type, exc.detail)
-        if values:
-            bind.execute(update, values)
-        kept, last = kept + len(values), rows[-1].id
-    logger.info("billing_events: what %d processed events implied is kept (%d unreadable)", kept, unreadable)
-
-
-def _kept(implied):
-    """The bound values of the kept columns for `implied` (the status by its value)."""
-    values = {f"new_{column}": getattr(implied, field) for column, field in KEPT.items()}
-    return values | {"new_implied_status": implied.status.value}
+                logger.warning("event %s (%s) left out of the evidence: %s", event.id, event.type, exc.detail)
+                continue
+            rows += evidence.rows_for(
+                implied,
+                user_id=event.user_id,
+                applied_at=event.processed_at,
+                event_pk=event.id,
+                event_type=event.type,
+                event_id=event.event_id,
+            )
+            kept += 1
+        evidence.keep(session, rows, evidence_table)
+    logger.info("billing_event_evidence: kept what %d processed events set (%d unreadable)", kept, unreadable)

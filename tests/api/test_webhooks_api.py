@@ -6,7 +6,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.models import AuditEntry, BillingEvent, Customer, EventAttempt, GracePeriod, GraceStatus, Subscription
+from app.models import (
+    AuditEntry,
+    BillingEvent,
+    Customer,
+    EventAttempt,
+    EventEvidence,
+    GracePeriod,
+    GraceStatus,
+    Subscription,
+)
 from app.services import webhooks
 from app.services.plans import catalog_status
 from tests.factories import CustomerFactory, GracePeriodFactory, PlanFactory, SubscriptionFactory
@@ -107,6 +116,7 @@ def test_invoice_before_subscription_fails_then_succeeds_on_replay(client, api, 
         sub_event(frozen_clock, "evt_sub", status="past_due", created=created - timedelta(seconds=5)),
         now=frozen_clock.now,
     )
+    frozen_clock.advance(seconds=1)
     resp = api("admin").post(REPLAY, json={"event_id": "evt_inv"})
     assert resp.status_code == 200
     assert resp.get_json() == {
@@ -117,7 +127,7 @@ def test_invoice_before_subscription_fails_then_succeeds_on_replay(client, api, 
     assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-new")) == "active"
     replayed = stored(tx, "evt_inv")
     assert [a.trigger for a in replayed.attempt_history] == ["receive", "replay"]
-    assert replayed.implied_status == "active"  # kept once applied, for reconcile
+    assert evidence_of(tx, "user-new")["status"] == ("active", "evt_inv")  # applied now, after evt_sub
     [audit_row] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "webhook.replay")).all()
     assert audit_row.after == {"event_id": "evt_inv", "status": "processed", "error": None}
     assert audit_row.before["status"] == "failed" and audit_row.user_id == "user-new"
@@ -190,15 +200,17 @@ def test_an_older_event_never_overwrites_a_newer_one(client, tx, starter, frozen
     assert "sub_new0001" in attempt.error
 
 
-def kept(tx, event_id):
-    """What the event's row kept of what it implied (reconcile's evidence)."""
-    row = stored(tx, event_id)
-    return (row.implied_status, row.implied_price_id, row.implied_valid_until, row.implied_provider_subscription_id)
+def evidence_of(tx, user_id):
+    """Reconcile's evidence for the user: per field, the value kept and the event that set it last."""
+    stmt = select(EventEvidence.field, EventEvidence.value, EventEvidence.event_id)
+    return {
+        field: (value, event_id) for field, value, event_id in tx.execute(stmt.where(EventEvidence.user_id == user_id))
+    }
 
 
-def test_an_applied_event_keeps_what_it_implied_and_an_ignored_or_failed_one_nothing(client, tx, starter, frozen_clock):
+def test_applied_events_are_kept_as_evidence_and_ignored_or_failed_ones_are_not(client, tx, starter, frozen_clock):
     deliver(client, sub_event(frozen_clock, "evt_new", status="past_due"), now=frozen_clock.now)
-    older = sub_event(frozen_clock, "evt_old", created=frozen_clock.now - timedelta(hours=1))
+    older = sub_event(frozen_clock, "evt_old", status="canceled", created=frozen_clock.now - timedelta(hours=1))
     assert deliver(client, older, now=frozen_clock.now).get_json()["status"] == "ignored"
     paid = event("invoice.paid", invoice(customer="cus_new0001"), event_id="evt_paid", created=frozen_clock.now)
     assert deliver(client, paid, now=frozen_clock.now).get_json()["status"] == "processed"
@@ -206,9 +218,13 @@ def test_an_applied_event_keeps_what_it_implied_and_an_ignored_or_failed_one_not
     assert deliver(client, unknown, now=frozen_clock.now).get_json()["status"] == "failed"
 
     period_end = (frozen_clock.now + timedelta(days=30)).replace(microsecond=0)
-    assert kept(tx, "evt_new") == ("past_due", PRICE, period_end, "sub_new0001")
-    assert kept(tx, "evt_paid") == ("active", None, None, None)
-    assert kept(tx, "evt_old") == kept(tx, "evt_unknown") == (None, None, None, None)
+    assert evidence_of(tx, "user-new") == {
+        "status": ("active", "evt_paid"),
+        "price_id": (PRICE, "evt_new"),
+        "valid_until": (period_end.isoformat(), "evt_new"),
+        "provider_subscription_id": ("sub_new0001", "evt_new"),
+    }
+    assert rows(tx, EventEvidence) == 4
 
 
 def test_replaying_an_ignored_event_says_why_in_its_result(client, api, tx, starter, frozen_clock):

@@ -1,11 +1,13 @@
 """`billing bench-data`: bulk, deterministic, idempotent benchmark data whose audit rows form a valid chain."""
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 
-from app.models import AuditEntry, BillingEvent, Customer, Subscription
+from app.models import AuditEntry, BillingEvent, Customer, EventEvidence, Subscription
 from app.models.events import EventAttempt
 from app.services import audit, benchdata, reconcile
-from app.services.handlers import SUBSCRIPTION_EVENT_TYPES, implied_by, implied_columns
+from app.services.handlers import SUBSCRIPTION_EVENT_TYPES, implied_by
 from tests.factories import CustomerFactory
 
 
@@ -45,16 +47,21 @@ def test_bench_events_are_real_shaped_and_name_bench_users(runner, tx):
     assert obj["metadata"]["user_id"] == subscription_events[0].user_id and obj["id"].startswith("sub_bench")
 
 
-def test_bench_events_keep_what_they_implied_as_the_handler_would(runner, tx):
-    bench(runner, "--events", "60", "--subscriptions", "5")
-    kept = [BillingEvent.implied_status, BillingEvent.implied_price_id, BillingEvent.implied_valid_until]
-    kept.append(BillingEvent.implied_provider_subscription_id)
-    events = tx.execute(select(BillingEvent.type, BillingEvent.status, BillingEvent.payload, *kept)).all()
-    applied = [event for event in events if event.status == "processed" and event.type in SUBSCRIPTION_EVENT_TYPES]
-    assert applied and len(applied) < len(events)
+def test_bench_data_keeps_the_evidence_applying_its_processed_events_in_order_would_leave(runner, tx):
+    bench(runner, "--events", "80", "--subscriptions", "5")
+    events = tx.scalars(select(BillingEvent).order_by(BillingEvent.processed_at, BillingEvent.id)).all()
+    expected = {}
     for event in events:
-        reads = implied_columns(implied_by(event.type, event.payload)) if event in applied else {}
-        assert tuple(event)[3:] == tuple(reads.get(column.key) for column in kept)
+        if event.status == "processed" and event.type in SUBSCRIPTION_EVENT_TYPES:
+            implied = implied_by(event.type, event.payload)
+            for name in ("status", "price_id", "valid_until", "provider_subscription_id"):
+                value = getattr(implied, name)
+                if value is not None:
+                    text = value.isoformat() if isinstance(value, datetime) else str(value)
+                    expected[event.user_id, name] = (text, event.event_id)
+    kept = tx.execute(select(EventEvidence.user_id, EventEvidence.field, EventEvidence.value, EventEvidence.event_id))
+    assert {(user, name): (value, event_id) for user, name, value, event_id in kept} == expected
+    assert {name for _, name in expected} == {"status", "price_id", "valid_until", "provider_subscription_id"}
 
 
 def test_bench_data_refuses_a_database_with_real_customers_unless_forced(runner, tx):

@@ -1,5 +1,5 @@
-"""Migration 0004 on a database that already holds events: each processed event keeps what its payload implied,
-and reconcile reports from those columns what it reported from the payloads (SQLite and PostgreSQL)."""
+"""Migration 0004 on a database that already holds events: the evidence of the processed ones is kept, and
+reconcile reports from it what it reported from the payloads (SQLite and PostgreSQL)."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +11,7 @@ from sqlalchemy import inspect, select
 from app import create_app
 from app.config import TestConfig
 from app.extensions import db
-from app.models import BillingEvent
+from app.models import EventEvidence
 from app.services import reconcile
 from app.services.actor import Actor
 from tests.factories import PlanFactory, SubscriptionFactory
@@ -19,7 +19,6 @@ from tests.webhooks import PRICE, event, fixture, invoice, subscription
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 PERIOD_END = T0 + timedelta(days=30)
-KEPT = ("implied_status", "implied_price_id", "implied_valid_until", "implied_provider_subscription_id")
 
 # billing_events as revision 0003 has it
 _events_0003 = sa.table(
@@ -80,21 +79,23 @@ def _history_at_0003():
     db.session.commit()
 
 
-def _kept(event_id):
-    row = db.session.scalar(select(BillingEvent).where(BillingEvent.event_id == event_id))
-    return tuple(getattr(row, column) for column in KEPT)
+def _evidence():
+    rows = db.session.execute(select(EventEvidence.field, EventEvidence.value, EventEvidence.event_id))
+    return {field: (value, event_id) for field, value, event_id in rows}
 
 
-def test_upgrading_keeps_what_each_processed_event_implied_and_reconcile_reads_it(app_at_0003, capsys):
+def test_upgrading_keeps_the_evidence_of_processed_events_and_reconcile_reads_it(app_at_0003, capsys):
     _history_at_0003()
     flask_migrate.upgrade()
 
-    assert _kept("evt_created") == ("active", PRICE, PERIOD_END, "sub_a")
-    assert _kept("evt_failed_payment") == ("past_due", None, None, None)
-    for nothing_applied in ("evt_stale", "evt_not_yet", "evt_catalog", "evt_unreadable"):
-        assert _kept(nothing_applied) == (None, None, None, None), nothing_applied
+    assert _evidence() == {
+        "status": ("past_due", "evt_failed_payment"),
+        "price_id": (PRICE, "evt_created"),
+        "valid_until": (PERIOD_END.isoformat(), "evt_created"),
+        "provider_subscription_id": ("sub_a", "evt_created"),
+    }
     said = capsys.readouterr().err  # what `flask db upgrade` prints
-    assert "event 6 (invoice.paid) left without what it implied: The payload has no data.object to read." in said
+    assert "event 6 (invoice.paid) left out of the evidence: The payload has no data.object to read." in said
 
     page = reconcile.find_mismatches(actor=Actor.cli("jane"))
     assert [(m.user_id, m.kind, m.expected, m.actual, m.why) for m in page.mismatches] == [
@@ -102,9 +103,9 @@ def test_upgrading_keeps_what_each_processed_event_implied_and_reconcile_reads_i
     ]
 
 
-def test_downgrading_drops_the_kept_columns(app_at_0003):
+def test_downgrading_drops_the_evidence(app_at_0003):
     _history_at_0003()
     flask_migrate.upgrade()
     flask_migrate.downgrade(revision="0003")
-    columns = {column["name"] for column in inspect(db.engine).get_columns("billing_events")}
-    assert not columns & set(KEPT) and "payload" in columns
+    assert "billing_event_evidence" not in inspect(db.engine).get_table_names()
+    assert db.session.execute(select(sa.func.count()).select_from(_events_0003)).scalar() == 6

@@ -27,7 +27,7 @@ def plans(tx):
 def payment_failed(client, frozen_clock, user_id):
     document = event(
         "invoice.payment_failed",
-        invoice(customer=f"cus_{user_id}"),
+        invoice(customer=f"cus_{user_id}", subscription=f"sub_{user_id}"),
         event_id=f"evt_{user_id}_failed",
         created=frozen_clock.now - timedelta(minutes=30),
     )

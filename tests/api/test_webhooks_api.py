@@ -38,8 +38,10 @@ def stored(tx, event_id):
 
 
 def paying_customer(user_id, provider_customer_id, **subscription):
+    """A customer with a subscription whose provider id is `sub_` + the customer id's tail (`cus_pay`: `sub_pay`)."""
     CustomerFactory(user_id=user_id, provider_customer_id=provider_customer_id)
-    return SubscriptionFactory(user_id=user_id, **subscription)
+    provider_subscription_id = "sub_" + provider_customer_id.removeprefix("cus_")
+    return SubscriptionFactory(user_id=user_id, provider_subscription_id=provider_subscription_id, **subscription)
 
 
 def sub_event(frozen_clock, event_id, *, user_id="user-new", status="active", created=None, event_type=None, **kw):
@@ -95,7 +97,9 @@ def test_a_duplicate_delivery_is_stored_and_processed_once(client, tx, starter, 
 
 def test_invoice_before_subscription_fails_then_succeeds_on_replay(client, api, tx, starter, frozen_clock):
     created = frozen_clock.now - timedelta(minutes=1)
-    paid = event("invoice.paid", invoice(customer="cus_new0001"), event_id="evt_inv", created=created)
+    paid = event(
+        "invoice.paid", invoice(customer="cus_new0001", subscription="sub_new0001"), event_id="evt_inv", created=created
+    )
     resp = deliver(client, paid, now=frozen_clock.now)
     assert resp.status_code == 200 and resp.get_json()["status"] == "failed"
     failed = stored(tx, "evt_inv")
@@ -124,11 +128,16 @@ def test_invoice_before_subscription_fails_then_succeeds_on_replay(client, api, 
 
 def test_replaying_a_processed_event_changes_no_balance_and_no_status(client, api, tx, frozen_clock):
     paying_customer("user-pay", "cus_pay", credits=700)
-    failed = event("invoice.payment_failed", invoice(customer="cus_pay"), event_id="evt_fail", created=frozen_clock.now)
+    failed = event(
+        "invoice.payment_failed",
+        invoice(customer="cus_pay", subscription="sub_pay"),
+        event_id="evt_fail",
+        created=frozen_clock.now,
+    )
     assert deliver(client, failed, now=frozen_clock.now).get_json()["status"] == "processed"
     paid = event(
         "invoice.paid",
-        invoice(customer="cus_pay"),
+        invoice(customer="cus_pay", subscription="sub_pay"),
         event_id="evt_paid",
         created=frozen_clock.now + timedelta(seconds=1),
     )
@@ -153,7 +162,12 @@ def test_replaying_a_processed_event_changes_no_balance_and_no_status(client, ap
 
 def test_a_failed_payment_starts_grace_and_a_paid_invoice_resolves_it(client, tx, app, frozen_clock):
     paying_customer("user-g", "cus_g")
-    failed = event("invoice.payment_failed", invoice(customer="cus_g"), event_id="evt_f", created=frozen_clock.now)
+    failed = event(
+        "invoice.payment_failed",
+        invoice(customer="cus_g", subscription="sub_g"),
+        event_id="evt_f",
+        created=frozen_clock.now,
+    )
     deliver(client, failed, now=frozen_clock.now)
     grace = tx.scalar(select(GracePeriod).where(GracePeriod.user_id == "user-g"))
     assert grace.status == "active" and grace.ends_at == frozen_clock.now + timedelta(
@@ -162,7 +176,7 @@ def test_a_failed_payment_starts_grace_and_a_paid_invoice_resolves_it(client, tx
     assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-g")) == "past_due"
     paid = event(
         "invoice.payment_succeeded",
-        invoice(customer="cus_g"),
+        invoice(customer="cus_g", subscription="sub_g"),
         event_id="evt_p",
         created=frozen_clock.now + timedelta(seconds=2),
     )
@@ -317,7 +331,12 @@ def one_off(invoice_object):
 @pytest.mark.parametrize("event_type, status", [("invoice.payment_failed", "active"), ("invoice.paid", "canceled")])
 def test_a_one_off_invoice_changes_no_subscription_and_no_grace(client, tx, frozen_clock, event_type, status):
     paying_customer("user-one", "cus_one", status=status)
-    document = event(event_type, one_off(invoice(customer="cus_one")), event_id="evt_one_off", created=frozen_clock.now)
+    document = event(
+        event_type,
+        one_off(invoice(customer="cus_one", subscription="sub_one")),
+        event_id="evt_one_off",
+        created=frozen_clock.now,
+    )
     audits = rows(tx, AuditEntry)
     assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "ignored"
     assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-one")) == status
@@ -327,7 +346,12 @@ def test_a_one_off_invoice_changes_no_subscription_and_no_grace(client, tx, froz
 
 def test_an_invoice_naming_its_subscription_at_the_top_as_older_apis_do_is_applied(client, tx, frozen_clock):
     paying_customer("user-top", "cus_top", status="past_due")
-    document = event("invoice.paid", one_off(invoice(customer="cus_top")), event_id="evt_top", created=frozen_clock.now)
+    document = event(
+        "invoice.paid",
+        one_off(invoice(customer="cus_top", subscription="sub_top")),
+        event_id="evt_top",
+        created=frozen_clock.now,
+    )
     document["data"]["object"]["subscription"] = "sub_top"
     assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "processed"
     assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-top")) == "active"
@@ -336,7 +360,12 @@ def test_an_invoice_naming_its_subscription_at_the_top_as_older_apis_do_is_appli
 def test_a_failed_payment_during_an_active_grace_period_starts_no_second_one(client, tx, app, frozen_clock):
     paying_customer("user-twice", "cus_twice", status="past_due")
     GracePeriodFactory(user_id="user-twice", ends_at=frozen_clock.now + timedelta(days=2))
-    failed = event("invoice.payment_failed", invoice(customer="cus_twice"), event_id="evt_f2", created=frozen_clock.now)
+    failed = event(
+        "invoice.payment_failed",
+        invoice(customer="cus_twice", subscription="sub_twice"),
+        event_id="evt_f2",
+        created=frozen_clock.now,
+    )
     assert deliver(client, failed, now=frozen_clock.now).get_json()["status"] == "processed"
     [grace] = tx.scalars(select(GracePeriod).where(GracePeriod.user_id == "user-twice")).all()
     assert (grace.status, grace.ends_at) == ("active", frozen_clock.now + timedelta(days=2))
@@ -346,7 +375,13 @@ def test_a_failed_payment_during_an_active_grace_period_starts_no_second_one(cli
 def test_a_failed_payment_starts_grace_of_the_configured_length(client, tx, app, frozen_clock, monkeypatch):
     monkeypatch.setitem(app.config, "GRACE_PERIOD_DAYS", 3)
     paying_customer("user-three", "cus_three")
-    failed = event("invoice.payment_failed", invoice(customer="cus_three"), event_id="evt_f3", created=frozen_clock.now)
+    failed = event(
+        "invoice.payment_failed",
+        invoice(customer="cus_three", subscription="sub_three"),
+        event_id="evt_f3",
+        created=frozen_clock.now,
+    )
     deliver(client, failed, now=frozen_clock.now)
     grace = tx.scalar(select(GracePeriod).where(GracePeriod.user_id == "user-three"))
     assert grace.ends_at == frozen_clock.now + timedelta(days=3)
+

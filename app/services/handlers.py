@@ -2,8 +2,8 @@
 
 A subscription or invoice event is handled in four steps, so preview, reconcile and as-of views can reuse them:
 `implied_by` reads the payload alone into a plain value (what the event says), `lock_target` finds and locks the
-user's subscription, `plan_change` compares the two (before, after, why, or why it is stale), and `apply_change`
-writes and audits the change.
+user (customer, then subscription: the lock order of every write to a user), `plan_change` compares the two (before,
+after, why, or why it is ignored), and `apply_change` writes and audits the change.
 """
 
 from __future__ import annotations
@@ -242,7 +242,12 @@ Target = tuple[str, str | None, Subscription | None]  # the user, a provider cus
 
 def lock_target(session: Session, implied: Implied) -> Target:
     """The user `implied` is about, the provider customer id to link to them if new, and their subscription,
-    locked for this transaction (read once: `plan_change` and `apply_change` both use it)."""
+    locked for this transaction (read once: `plan_change` and `apply_change` both use it).
+
+    The customer row is locked first (in `_resolve_user`), as grace resets, overrides and reconcile lock it: it is
+    the one row every user has (a reset of a user with no subscription locks nothing else), and keeping their lock
+    order (customer, subscription, grace period, audit chain) means no deadlock with them.
+    """
     user_id, link = _resolve_user(session, implied)
     return user_id, link, lock_subscription(session, user_id)
 
@@ -310,7 +315,8 @@ def _resolve_user(session: Session, implied: Implied) -> tuple[str, str | None]:
 
 
 def _customer(session: Session, column, value: str | None) -> Customer | None:
-    return None if value is None else session.scalar(select(Customer).where(column == value))
+    """The customer whose `column` is `value`, locked for this transaction (see `lock_target`)."""
+    return None if value is None else session.scalar(select(Customer).where(column == value).with_for_update())
 
 
 def _plan_code(session: Session, price_id: str | None) -> str | None:

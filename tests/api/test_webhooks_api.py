@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import AuditEntry, BillingEvent, Customer, EventAttempt, GracePeriod, GraceStatus, Subscription
-from app.services import webhooks
+from app.services import grace, webhooks
 from app.services.plans import catalog_status
 from tests.factories import CustomerFactory, GracePeriodFactory, PlanFactory, SubscriptionFactory
 from tests.webhooks import OTHER_SECRET, deliver, event, fixture, invoice, sign, subscription
@@ -385,3 +385,21 @@ def test_a_failed_payment_starts_grace_of_the_configured_length(client, tx, app,
     grace = tx.scalar(select(GracePeriod).where(GracePeriod.user_id == "user-three"))
     assert grace.ends_at == frozen_clock.now + timedelta(days=3)
 
+
+def test_a_second_active_grace_period_fails_the_event_clearly_and_changes_nothing(
+    client, tx, frozen_clock, monkeypatch
+):
+    """Should a handler ever miss the active grace period (as one not locking the customer could, in a race), the
+    database still refuses a second one: the event fails with a clear error, to be retried, and nothing changes."""
+    paying_customer("user-clash", "cus_clash")
+    GracePeriodFactory(user_id="user-clash", ends_at=frozen_clock.now + timedelta(days=2))
+    monkeypatch.setattr(grace, "active_grace_for_update", lambda session, user_id: None)
+    failed = invoice(customer="cus_clash", subscription="sub_clash")
+    document = event("invoice.payment_failed", failed, event_id="evt_clash", created=frozen_clock.now)
+    audits = rows(tx, AuditEntry)
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "failed"
+    assert stored(tx, "evt_clash").last_error == (
+        "Another change started a grace period for user-clash at the same moment; try again."
+    )
+    assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-clash")) == "active"
+    assert rows(tx, GracePeriod) == 1 and rows(tx, AuditEntry) == audits

@@ -166,6 +166,16 @@ def test_a_stale_ignored_event_is_no_evidence(api, tx, plans, client, frozen_clo
     assert api("viewer").get(URL).get_json()["mismatches"] == []
 
 
+def test_an_invoice_of_another_subscription_is_no_evidence(api, tx, plans, client, frozen_clock):
+    """The handler ignores it, so reconcile expects nothing from it either: the two agree on the stored state."""
+    subscribe(client, frozen_clock, "user-a")
+    other = invoice(customer="cus_user-a", subscription="sub_user-a-replaced")
+    late = event("invoice.payment_failed", other, event_id="evt_late", created=frozen_clock.now)
+    assert deliver(client, late, now=frozen_clock.now).get_json()["status"] == "ignored"
+    assert stored(tx, "user-a")[1] == "active"
+    assert api("viewer").get(URL).get_json()["mismatches"] == []
+
+
 def test_a_row_without_evidence_is_unpaid_and_a_deleted_row_is_missing(api, tx, plans, client, frozen_clock):
     ends = subscribe(client, frozen_clock, "user-a")
     tx.execute(delete(Subscription).where(Subscription.user_id == "user-a"))

@@ -38,10 +38,10 @@ def stored(tx, event_id):
 
 
 def paying_customer(user_id, provider_customer_id, **subscription):
-    """A customer with a subscription whose provider id is `sub_` + the customer id's tail (`cus_pay`: `sub_pay`)."""
+    """A customer with a subscription, by default with the provider id `sub_` + the tail of the customer id."""
     CustomerFactory(user_id=user_id, provider_customer_id=provider_customer_id)
-    provider_subscription_id = "sub_" + provider_customer_id.removeprefix("cus_")
-    return SubscriptionFactory(user_id=user_id, provider_subscription_id=provider_subscription_id, **subscription)
+    subscription.setdefault("provider_subscription_id", "sub_" + provider_customer_id.removeprefix("cus_"))
+    return SubscriptionFactory(user_id=user_id, **subscription)
 
 
 def sub_event(frozen_clock, event_id, *, user_id="user-new", status="active", created=None, event_type=None, **kw):
@@ -227,6 +227,63 @@ def test_the_end_of_a_replaced_subscription_does_not_cancel_its_successor(client
     assert (sub.status, sub.provider_subscription_id) == ("active", "sub_new0001")
     [attempt] = stored(tx, "evt_end").attempt_history
     assert "is about sub_old0001, not user-new's current subscription sub_new0001" in attempt.error
+
+
+@pytest.mark.parametrize(
+    "event_type, status, in_grace",
+    [
+        ("invoice.payment_failed", "active", False),  # e.g. a late failure of the subscription this one replaced
+        ("invoice.paid", "past_due", True),
+        ("invoice.payment_succeeded", "past_due", True),
+    ],
+)
+def test_an_invoice_of_another_subscription_changes_nothing(
+    client, api, tx, frozen_clock, event_type, status, in_grace
+):
+    current = paying_customer("user-cur", "cus_cur", status=status)
+    if in_grace:
+        GracePeriodFactory(user_id="user-cur", ends_at=frozen_clock.now + timedelta(days=2))
+    state = (current.status, current.version, current.last_event_created_at)
+    graces = tx.execute(select(GracePeriod.status, GracePeriod.ends_at)).all()
+    audits = rows(tx, AuditEntry)
+    other = invoice(customer="cus_cur", subscription="sub_old")
+    document = event(event_type, other, event_id="evt_other", created=frozen_clock.now)
+
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "ignored"
+    tx.refresh(current)
+    assert (current.status, current.version, current.last_event_created_at) == state
+    assert tx.execute(select(GracePeriod.status, GracePeriod.ends_at)).all() == graces
+    assert rows(tx, AuditEntry) == audits
+    why = f"ignored: {event_type} is about sub_old, not user-cur's current subscription sub_cur, which stays as it is"
+    assert [attempt.error for attempt in stored(tx, "evt_other").attempt_history] == [why]
+    [result] = api("admin").post(REPLAY, json={"event_id": "evt_other"}).get_json()["results"]
+    assert (result["status"], result["error"]) == ("ignored", why)
+
+
+def test_a_late_payment_failure_of_a_replaced_subscription_leaves_its_successor_active(
+    client, tx, starter, frozen_clock
+):
+    old_sub = {"sub_id": "sub_old0001", "created": frozen_clock.now - timedelta(minutes=5)}
+    deliver(client, sub_event(frozen_clock, "evt_old", **old_sub), now=frozen_clock.now)
+    deliver(client, sub_event(frozen_clock, "evt_new", sub_id="sub_new0001"), now=frozen_clock.now)
+    late = one_off(invoice(customer="cus_new0001", subscription="sub_old0001"))
+    late["subscription"] = "sub_old0001"  # as older API versions name it
+    document = event("invoice.payment_failed", late, event_id="evt_late", created=frozen_clock.now)
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "ignored"
+    sub = tx.scalar(select(Subscription).where(Subscription.user_id == "user-new"))
+    assert (sub.status, sub.provider_subscription_id) == ("active", "sub_new0001")
+    assert rows(tx, GracePeriod) == 0
+
+
+def test_an_invoice_applies_to_a_subscription_without_a_provider_id(client, tx, app, frozen_clock):
+    """Support granted it (or no subscription event named it yet): nothing to compare, so the invoice applies."""
+    paying_customer("user-granted", "cus_granted", provider_subscription_id=None)
+    failed = invoice(customer="cus_granted", subscription="sub_granted")
+    document = event("invoice.payment_failed", failed, event_id="evt_granted", created=frozen_clock.now)
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "processed"
+    sub = tx.scalar(select(Subscription).where(Subscription.user_id == "user-granted"))
+    assert (sub.status, sub.provider_subscription_id) == ("past_due", None)
+    assert tx.scalar(select(GracePeriod.status).where(GracePeriod.user_id == "user-granted")) == "active"
 
 
 def test_catalog_events_mark_the_catalog_stale_and_other_types_are_ignored(client, tx, frozen_clock):

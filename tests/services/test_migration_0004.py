@@ -71,7 +71,9 @@ def _history_at_0003():
         sub_id="sub_a", customer="cus_a", user_id="user-a", status="active", price=PRICE, period_end=PERIOD_END
     )
     _store("evt_created", "customer.subscription.created", sub, "processed", 0)
-    _store("evt_failed_payment", "invoice.payment_failed", invoice(customer="cus_a"), "processed", 1)
+    _store(
+        "evt_failed_payment", "invoice.payment_failed", invoice(customer="cus_a", subscription="sub_a"), "processed", 1
+    )
     _store("evt_stale", "customer.subscription.updated", {**sub, "status": "canceled"}, "ignored", 2)
     _store("evt_not_yet", "customer.subscription.updated", {**sub, "status": "canceled"}, "failed", 3)
     _store("evt_catalog", "price.updated", fixture("price"), "processed", 4, user_id=None)

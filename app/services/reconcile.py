@@ -222,7 +222,7 @@ class EventsSource:
             AuditEntry.user_id.in_(user_ids),
             AuditEntry.action.in_(MANUAL_ACTIONS),
             AuditEntry.actor.not_like("webhook:%"),
-        ).order_by(AuditEntry.id)
+        )
         for entry in self.session.execute(stmt):
             fields = _changed_fields(entry.before, entry.after)
             why = f"{entry.action} by {entry.actor} (audit entry {entry.id})"

@@ -28,7 +28,6 @@ FIELDS: dict[str, Callable[[str], Any]] = {
     "valid_until": datetime.fromisoformat,
     "provider_subscription_id": str,
 }
-ROWS_PER_STATEMENT = 500
 _REPLACED = ("value", "applied_at", "event_pk", "event_type", "event_id")
 
 
@@ -46,18 +45,19 @@ def rows_for(
 
 
 def keep(session: Session, rows: Iterable[dict[str, Any]], table: Table = EventEvidence.__table__) -> None:
-    """Keep each row unless its user's field was set by an event applied later (several statements for many)."""
+    """Keep each row unless its user's field was set by an event applied later."""
     latest = list(_latest(rows).values())
+    if not latest:
+        return
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    for start in range(0, len(latest), ROWS_PER_STATEMENT):
-        stmt = insert(table).values(latest[start : start + ROWS_PER_STATEMENT])
-        later = tuple_(stmt.excluded.applied_at, stmt.excluded.event_pk) > tuple_(table.c.applied_at, table.c.event_pk)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c.user_id, table.c.field],
-            set_={name: stmt.excluded[name] for name in _REPLACED},
-            where=later,
-        )
-        session.execute(stmt)
+    stmt = insert(table)
+    later = tuple_(stmt.excluded.applied_at, stmt.excluded.event_pk) > tuple_(table.c.applied_at, table.c.event_pk)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.user_id, table.c.field],
+        set_={name: stmt.excluded[name] for name in _REPLACED},
+        where=later,
+    )
+    session.execute(stmt, latest)
 
 
 def value_of(field: str, text: str) -> Any:

@@ -2,7 +2,7 @@
 
 from app.models.audit import AuditEntry
 from app.models.customers import Customer
-from app.models.events import AttemptTrigger, BillingEvent, EventAttempt, EventEvidence, EventStatus
+from app.models.events import AttemptTrigger, BillingEvent, EventAttempt, EventStatus
 from app.models.grace import GracePeriod, GraceStatus
 from app.models.idempotency import IdempotencyKey, IdempotencyState
 from app.models.keys import AdminKey, AdminSession, AuthFailureCount, Role
@@ -19,7 +19,6 @@ __all__ = [
     "CatalogState",
     "Customer",
     "EventAttempt",
-    "EventEvidence",
     "EventStatus",
     "GracePeriod",
     "GraceStatus",

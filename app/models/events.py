@@ -72,20 +72,3 @@ class EventAttempt(db.Model):
     duration_ms: Mapped[int] = mapped_column(default=0)
 
     event: Mapped[BillingEvent] = relationship(back_populates="attempt_history")
-
-
-class EventEvidence(db.Model):
-    """The applied event that last set one field of a user's subscription, and the value it set (reconcile's
-    evidence: `app/services/evidence.py` keeps it as events are applied)."""
-
-    __tablename__ = "billing_event_evidence"
-
-    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    field: Mapped[str] = mapped_column(
-        String(32), primary_key=True, comment="status, price_id, valid_until or provider_subscription_id"
-    )
-    value: Mapped[str] = mapped_column(String(255), comment="as text; valid_until in ISO 8601")
-    applied_at: Mapped[datetime] = mapped_column(comment="the event's processed_at")
-    event_pk: Mapped[int] = mapped_column(ForeignKey("billing_events.id"))
-    event_type: Mapped[str] = mapped_column(String(100))
-    event_id: Mapped[str] = mapped_column(String(255))

@@ -256,7 +256,7 @@ def _event_writer(templates: dict[str, str], subscriptions: int):
         stored = select(BillingEvent.event_id, BillingEvent.id).where(BillingEvent.event_id.in_(keys))
         pks = dict(session.execute(stored).tuples().all())
         bulk_insert(session, EventAttempt.__table__, [_attempt_row(row, pks[row["event_id"]]) for row in events])
-        evidence.keep(session, _evidence_rows(events, pks))
+        _keep_evidence(session, events, pks)
         bulk_insert(session, AuditEntry.__table__, audit.seal_batch(session, drafts))
         report.events += len(events)
         report.audit_rows += len(drafts)
@@ -298,18 +298,22 @@ def _event_row(templates, prices, rng: random.Random, index: int, user: int, eve
     }
 
 
-def _evidence_rows(events: list[dict[str, Any]], pks: dict[str, int]) -> Iterator[dict[str, Any]]:
-    """What the processed subscription and invoice events set, read as the handler reads an event it applies."""
-    for row in events:
-        if row["status"] == "processed" and row["type"] in handlers.SUBSCRIPTION_EVENT_TYPES:
-            yield from evidence.rows_for(
-                handlers.implied_by(row["type"], json.loads(row["payload"])),
-                user_id=row["user_id"],
-                applied_at=row["processed_at"],
-                event_pk=pks[row["event_id"]],
-                event_type=row["type"],
-                event_id=row["event_id"],
-            )
+def _keep_evidence(session: Session, events: list[dict[str, Any]], pks: dict[str, int]) -> None:
+    """Keep what the processed subscription and invoice events set on their customers, as the handler keeps it."""
+    applied = [
+        row for row in events if row["status"] == "processed" and row["type"] in handlers.SUBSCRIPTION_EVENT_TYPES
+    ]
+    customers = Customer.__table__
+    users = {row["user_id"] for row in applied}
+    stmt = select(customers.c.user_id, customers.c.evidence).where(customers.c.user_id.in_(users))
+    kept = dict(session.execute(stmt).tuples().all())
+    for row in applied:
+        event = evidence.Applied(row["processed_at"], pks[row["event_id"]], row["type"], row["event_id"])
+        implied = handlers.implied_by(row["type"], json.loads(row["payload"]))
+        kept[row["user_id"]] = evidence.merged(kept[row["user_id"]], implied, event)
+    store = update(customers).where(customers.c.user_id == bindparam("who")).values(evidence=bindparam("kept"))
+    if kept:
+        session.execute(store, [{"who": user, "kept": document} for user, document in kept.items()])
 
 
 def _attempt_row(event: dict[str, Any], pk: int) -> dict[str, Any]:

@@ -16,7 +16,6 @@ under the subscription's lock and applies what is true then, never a stale previ
 from __future__ import annotations
 
 import enum
-import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -24,13 +23,13 @@ from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 import stripe
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Select, and_, any_, bindparam, select, true
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.extensions import db
-from app.models.audit import AuditEntry
+from app.models.audit import MANUAL_SUBSCRIPTION_CHANGE, AuditEntry
 from app.models.customers import Customer
-from app.models.events import EventEvidence
 from app.models.plans import Plan
 from app.models.subscriptions import Subscription, SubscriptionStatus
 from app.services import audit, evidence, handlers
@@ -44,13 +43,11 @@ from app.services.uow import unit_of_work
 
 # Customers read (with their evidence) per query: memory stays bounded at any table size, and a page that fills up
 # early has read the evidence of at most this many customers it does not report on.
-BATCH_SIZE = 100
+BATCH_SIZE = 500
 # Customers one page examines at most, so a page costs the same however sparse the mismatches are.
 SCAN_BUDGET = {"events": 5000, "provider": 100}  # the provider costs an HTTP request per customer
 MAX_APPLY_USER_IDS = 1000
 STRIPE_REQUESTS_PER_SECOND = 25  # Stripe allows 100 read requests/s in live mode, 25 in test mode
-# Audited changes of a subscription made by a person or tool rather than a webhook (whose event is the evidence).
-MANUAL_ACTIONS = ("entitlements.override", "subscription.update", "reconcile.apply")
 COMPARED = ("status", "plan", "valid_until")
 UNKNOWN = SubscriptionState(
     plan=None, status=SubscriptionStatus.UNPAID, valid_until=None, provider_subscription_id=None
@@ -116,13 +113,14 @@ class Stored:
     user_id: str
     provider_customer_id: str | None
     state: SubscriptionState | None  # None: no subscription row
+    evidence: dict[str, Any] | None  # what its applied events set (`app/services/evidence.py`)
 
     @classmethod
     def of(cls, row: Row) -> Stored:
         state = None
         if row.subscription_id is not None:
             state = SubscriptionState(row.plan, row.status, row.valid_until, row.provider_subscription_id)
-        return cls(row.user_id, row.provider_customer_id, state)
+        return cls(row.user_id, row.provider_customer_id, state, row.evidence)
 
 
 # -- comparing ----------------------------------------------------------------------------------------------------
@@ -192,21 +190,29 @@ class EventsSource:
         """Per customer, per field, the event or manual change applied last of those that set it.
 
         Applying every step in order leaves each field as the last step that set it left it, so this is what
-        folding them would give, kept in constant memory per customer however many events they have.
+        folding them would give. The events' part was kept that way as they were applied (`evidence`).
         """
-        latest: dict[str, Latest] = {customer.user_id: {} for customer in customers}
-        user_ids = list(latest)
-        for user_id, step in itertools.chain(self._event_steps(user_ids), self._manual_steps(user_ids)):
+        latest: dict[str, Latest] = {customer.user_id: self._event_steps(customer) for customer in customers}
+        for user_id, step in self._manual_steps(list(latest)):
             _keep_if_later(latest[user_id], step)
         return latest
 
-    def _event_steps(self, user_ids: Sequence[str]) -> Iterator[tuple[str, _Step]]:
-        """Per field, the applied event that set it last, as `evidence` kept it (never the events' payloads)."""
-        stmt = select(*EventEvidence.__table__.columns).where(EventEvidence.user_id.in_(user_ids))
-        for row in self.session.execute(stmt):
-            fields = self._fields(row.field, evidence.value_of(row.field, row.value))
-            why = f"{row.event_type} {row.event_id}"
-            yield row.user_id, _Step(row.applied_at, 1, row.event_pk, fields, why, row.event_type)
+    def _event_steps(self, customer: Stored) -> Latest:
+        """Per field, the applied event that set it last, from the customer's evidence (never the payloads)."""
+        latest: Latest = {}
+        for kept in evidence.fields(customer.evidence):
+            event = kept.event
+            step = _Step(
+                event.at,
+                1,
+                event.pk,
+                self._fields(kept.field, kept.value),
+                f"{event.type} {event.event_id}",
+                event.type,
+            )
+            for name in step.fields:
+                latest[name] = step
+        return latest
 
     def _fields(self, name: str, value: Any) -> dict[str, Any]:
         """What an event's kept value sets: its price sets the plan of that price in today's catalog, if any."""
@@ -218,15 +224,19 @@ class EventsSource:
         stmt = select(
             AuditEntry.id, AuditEntry.created_at, AuditEntry.actor, AuditEntry.action, AuditEntry.user_id
         ).add_columns(AuditEntry.before, AuditEntry.after)
-        stmt = stmt.where(
-            AuditEntry.user_id.in_(user_ids),
-            AuditEntry.action.in_(MANUAL_ACTIONS),
-            AuditEntry.actor.not_like("webhook:%"),
-        )
+        stmt = stmt.where(_among(self.session, AuditEntry.user_id, user_ids), MANUAL_SUBSCRIPTION_CHANGE)
         for entry in self.session.execute(stmt):
             fields = _changed_fields(entry.before, entry.after)
             why = f"{entry.action} by {entry.actor} (audit entry {entry.id})"
             yield entry.user_id, _Step(entry.created_at, 0, entry.id, fields, why, entry.action)
+
+
+def _among(session: Session, column, values: Sequence[str]):
+    """`column IN values`; on PostgreSQL `= ANY` one array, so the statement does not grow with the batch (psycopg
+    parses a statement of more than 50 parameters anew each time, and SQLAlchemy expands each parameter)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return column.in_(values)
+    return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
 
 
 def _changed_fields(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
@@ -417,34 +427,42 @@ def source_for(source: Source, provider: SubscriptionProvider | None, session: S
 
 def _customers(session: Session, *, start: str | None, only: Sequence[str] | None) -> Iterator[Stored]:
     """Customers by user id from `start` (inclusive) with their subscriptions, `BATCH_SIZE` per query."""
+    after = None
+    while True:
+        rows = [Stored.of(row) for row in session.execute(_customer_batch(start, after, only))]
+        yield from rows
+        if len(rows) < BATCH_SIZE:
+            return
+        after = rows[-1].user_id
+
+
+def _customer_batch(start: str | None, after: str | None, only: Sequence[str] | None) -> Select:
+    """The next batch: user ids above `after`, else from `start`. The bound is on both tables, so PostgreSQL starts
+    the subscriptions' index scan of its merge join there too (bounding only the customers, it read every
+    subscription up to there: 71 ms a batch half way through 100,000 customers)."""
+
+    def bounded(user_id):
+        if after is not None:
+            return user_id > after
+        return true() if start is None else user_id >= start
+
     stmt = (
         select(
             Customer.user_id,
             Customer.provider_customer_id,
+            Customer.evidence,
             Subscription.id.label("subscription_id"),
             Subscription.plan,
             Subscription.status,
             Subscription.valid_until,
             Subscription.provider_subscription_id,
         )
-        .outerjoin(Subscription, Subscription.user_id == Customer.user_id)
+        .outerjoin(Subscription, and_(Subscription.user_id == Customer.user_id, bounded(Subscription.user_id)))
+        .where(bounded(Customer.user_id))
         .order_by(Customer.user_id)
         .limit(BATCH_SIZE)
     )
-    if only is not None:
-        stmt = stmt.where(Customer.user_id.in_(only))
-    after = None
-    while True:
-        page = stmt
-        if after is not None:
-            page = page.where(Customer.user_id > after)
-        elif start is not None:
-            page = page.where(Customer.user_id >= start)
-        rows = [Stored.of(row) for row in session.execute(page)]
-        yield from rows
-        if len(rows) < BATCH_SIZE:
-            return
-        after = rows[-1].user_id
+    return stmt if only is None else stmt.where(Customer.user_id.in_(only))
 
 
 def _compared(source, customers: Iterator[Stored], kind: Kind | None) -> Iterator[tuple[Stored, list[Mismatch]]]:

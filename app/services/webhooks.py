@@ -18,8 +18,9 @@ from typing import Any
 
 from sqlalchemy import Row, Select, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
+from app.models.customers import Customer
 from app.models.events import AttemptTrigger, BillingEvent, EventAttempt, EventStatus
 from app.services import audit, evidence, handlers
 from app.services.actor import Actor, Channel
@@ -323,16 +324,12 @@ def _record(
 
 
 def _keep_evidence(session: Session, event: BillingEvent, implied: handlers.Implied) -> None:
-    """Keep what the applied event set for reconcile, in the order reconcile folds events (processed_at, id)."""
-    rows = evidence.rows_for(
-        implied,
-        user_id=event.user_id,
-        applied_at=event.processed_at,
-        event_pk=event.id,
-        event_type=event.type,
-        event_id=event.event_id,
+    """Keep what the applied event set on its customer's row (locked by the handler), for reconcile."""
+    customer = session.scalar(
+        select(Customer).where(Customer.user_id == event.user_id).options(undefer(Customer.evidence))
     )
-    evidence.keep(session, rows)
+    applied = evidence.Applied(event.processed_at, event.id, event.type, event.event_id)
+    customer.evidence = evidence.merged(customer.evidence, implied, applied)
 
 
 # -- replaying --------------------------------------------------------------------------------------------------

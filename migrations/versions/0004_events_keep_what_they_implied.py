@@ -1,16 +1,19 @@
-"""Event evidence: per user and subscription field, the applied event that set it last (reconcile's evidence).
+"""Reconcile's evidence: what each customer's applied events last set, kept on the customer's row.
 
-`billing_event_evidence` holds, for each user and each field a subscription or invoice event sets (status, price
-id, period end, provider subscription id), the value the last applied event set and which event that was
-(`app/services/evidence.py`; the webhook handler keeps it from now on). Reconcile reads these few rows per customer
-instead of every processed event and its ~5 KB payload, which PostgreSQL fetches out of line (TOAST) and Python
-parses: docs/performance.md, "Reconcile at scale".
+- `billing_customers.evidence`: per subscription field a subscription or invoice event sets (status, price id,
+  period end, provider subscription id), the value the event applied last set and which event that was
+  (`app/services/evidence.py`; the webhook handlers keep it from now on). Reconcile reads it with each customer
+  instead of every processed event and its ~5 KB payload, which PostgreSQL fetches out of line (TOAST) and Python
+  parses (docs/performance.md, "Reconcile at scale").
+- `ix_billing_admin_audit_manual_changes`: the audit rows of manual subscription changes (not a webhook's), by
+  user: reconcile's other evidence, without reading every webhook's audit row of the user too.
 
-This upgrade fills it from the events processed before it, BATCH events at a time, reading each payload with the
-webhook handlers' reader (the code itself, not a copy). That reads every processed event's payload once: count
-about 10 minutes per million events on a small, busy machine, during which new webhooks still arrive and are
-processed (the table is new; `billing_events` is only read), but their evidence waits for the commit. An event the
-current reader cannot read (none should be: it was read when it was processed) is logged and left out.
+The upgrade fills `evidence` from the events processed before it, BATCH customers at a time, reading each payload
+with the webhook handlers' reader and keeping it by the evidence's own rule (the code itself, not copies). That
+reads every processed event's payload once: count 10 to 20 minutes per million events on a small, busy machine.
+Stop the previous release's receivers and workers first (the provider retries undelivered webhooks for days): an
+event they processed after the upgrade read its customer would be missing from the evidence. An event the current
+reader cannot read (none should be: it was read when it was processed) is logged and left out.
 
 Revision ID: 0004
 Revises: 0003
@@ -19,6 +22,7 @@ Create Date: 2026-11-30
 """
 
 import logging
+from datetime import UTC
 
 import sqlalchemy as sa
 from alembic import op
@@ -37,7 +41,12 @@ depends_on = None
 
 logger = logging.getLogger("alembic.runtime.migration")
 
-BATCH = 2000  # events read per query, by id range
+BATCH = 500  # customers per read of their events
+_JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+_MANUAL_CHANGE = (
+    "action IN ('entitlements.override', 'subscription.update', 'reconcile.apply') AND actor NOT LIKE 'webhook:%'"
+)
+_customers = sa.table("billing_customers", sa.column("user_id", sa.String()), sa.column("evidence", _JSON))
 _events = sa.table(
     "billing_events",
     sa.column("id", sa.BigInteger()),
@@ -45,64 +54,56 @@ _events = sa.table(
     sa.column("type", sa.String()),
     sa.column("user_id", sa.String()),
     sa.column("status", sa.String()),
-    sa.column("payload", sa.JSON().with_variant(postgresql.JSONB(), "postgresql")),
+    sa.column("payload", _JSON),
     sa.column("processed_at", sa.DateTime(timezone=True)),
 )
 
 
 def upgrade():
-    evidence_table = op.create_table(
-        "billing_event_evidence",
-        sa.Column("user_id", sa.String(length=64), nullable=False),
-        sa.Column(
-            "field",
-            sa.String(length=32),
-            nullable=False,
-            comment="status, price_id, valid_until or provider_subscription_id",
-        ),
-        sa.Column("value", sa.String(length=255), nullable=False, comment="as text; valid_until in ISO 8601"),
-        sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False, comment="the event's processed_at"),
-        sa.Column("event_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("event_type", sa.String(length=100), nullable=False),
-        sa.Column("event_id", sa.String(length=255), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["event_pk"],
-            ["billing_events.id"],
-            name=op.f("fk_billing_event_evidence_event_pk_billing_events"),
-        ),
-        sa.PrimaryKeyConstraint("user_id", "field", name=op.f("pk_billing_event_evidence")),
-    )
-    _keep_what_processed_events_set(evidence_table)
+    with op.batch_alter_table("billing_customers", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("evidence", _JSON, nullable=True))
+    with op.batch_alter_table("billing_admin_audit", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_billing_admin_audit_manual_changes",
+            ["user_id"],
+            unique=False,
+            postgresql_where=sa.text(_MANUAL_CHANGE),
+            sqlite_where=sa.text(_MANUAL_CHANGE),
+        )
+    _keep_the_evidence_of_processed_events()
 
 
 def downgrade():
-    op.drop_table("billing_event_evidence")
+    with op.batch_alter_table("billing_admin_audit", schema=None) as batch_op:
+        batch_op.drop_index("ix_billing_admin_audit_manual_changes")
+    op.drop_column("billing_customers", "evidence")  # not batch: SQLite would copy the table others refer to
 
 
-def _keep_what_processed_events_set(evidence_table):
+def _keep_the_evidence_of_processed_events():
     session = Session(bind=op.get_bind())
-    last_id = session.scalar(sa.select(sa.func.max(_events.c.id))) or 0
-    stmt = sa.select(_events).where(
-        _events.c.status == "processed", _events.c.type.in_(SUBSCRIPTION_EVENT_TYPES), _events.c.user_id.is_not(None)
-    )
+    customers = sa.select(_customers.c.user_id).order_by(_customers.c.user_id).limit(BATCH)
+    events = sa.select(_events).where(_events.c.status == "processed", _events.c.type.in_(SUBSCRIPTION_EVENT_TYPES))
+    store = _customers.update().where(_customers.c.user_id == sa.bindparam("who")).values(evidence=sa.bindparam("kept"))
     kept = unreadable = 0
-    for start in range(0, last_id, BATCH):
-        rows = []
-        for event in session.execute(stmt.where(_events.c.id > start, _events.c.id <= start + BATCH)):
+    after = None
+    while users := session.scalars(customers if after is None else customers.where(_customers.c.user_id > after)).all():
+        documents = {}
+        for event in session.execute(events.where(_events.c.user_id.in_(users)).execution_options(yield_per=1000)):
             try:
                 implied = implied_by(event.type, event.payload)
             except HandlerError as exc:
                 unreadable += 1
                 logger.warning("event %s (%s) left out of the evidence: %s", event.id, event.type, exc.detail)
                 continue
-            rows += evidence.rows_for(
-                implied,
-                user_id=event.user_id,
-                applied_at=event.processed_at,
-                event_pk=event.id,
-                event_type=event.type,
-                event_id=event.event_id,
-            )
+            applied = evidence.Applied(_utc(event.processed_at), event.id, event.type, event.event_id)
+            documents[event.user_id] = evidence.merged(documents.get(event.user_id), implied, applied)
             kept += 1
-        evidence.keep(session, rows, evidence_table)
-    logger.info("billing_event_evidence: kept what %d processed events set (%d unreadable)", kept, unreadable)
+        if documents:
+            session.execute(store, [{"who": user, "kept": document} for user, document in documents.items()])
+        after = users[-1]
+    logger.info("billing_customers.evidence: kept what %d processed events set (%d unreadable)", kept, unreadable)
+
+
+def _utc(instant):
+    """An aware UTC instant (SQLite gives it back naive)."""
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)

@@ -1,39 +1,42 @@
-"""Reconcile's evidence keeps, per user and field, what the event applied last set, in whatever order it is told."""
+"""Reconcile's evidence keeps, per field, what the event applied last set, in whatever order it is told."""
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
 
-from app.models import EventEvidence, SubscriptionStatus
+from app.models import SubscriptionStatus
 from app.services import evidence
+from app.services.evidence import Applied
 from app.services.handlers import Implied
-from tests.factories import BillingEventFactory
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+PERIOD_END = T0 + timedelta(days=30)
 
 
-def applied(event, status, *, at, valid_until=None):
-    implied = Implied(event.type, T0, "cus_a", "user-a", None, status, None, valid_until)
-    return evidence.rows_for(
-        implied, user_id="user-a", applied_at=at, event_pk=event.id, event_type=event.type, event_id=event.event_id
-    )
+def implied(status, valid_until=None):
+    return Implied("invoice.paid", T0, "cus_a", "user-a", None, status, None, valid_until)
 
 
-@pytest.mark.parametrize("order", ["earlier first", "later first", "in one call"])
-def test_an_event_applied_earlier_never_replaces_what_a_later_one_set(tx, order):
-    first, second, third = (BillingEventFactory(event_id=f"evt_{n}") for n in ("first", "second", "third"))
-    period_end = T0 + timedelta(days=30)
-    earliest = applied(first, SubscriptionStatus.PAST_DUE, at=T0, valid_until=period_end)
-    later = applied(second, SubscriptionStatus.ACTIVE, at=T0 + timedelta(seconds=1))
-    latest = applied(third, SubscriptionStatus.UNPAID, at=T0 + timedelta(seconds=2))
-    same_instant_lower_id = applied(first, SubscriptionStatus.CANCELED, at=T0 + timedelta(seconds=2))
-    batches = {
-        "earlier first": [earliest, later, same_instant_lower_id, latest],
-        "later first": [latest, same_instant_lower_id, later, earliest],
-        "in one call": [later + latest + earliest + same_instant_lower_id],
-    }[order]
-    for rows in batches:
-        evidence.keep(tx, rows)
-    kept = tx.execute(select(EventEvidence.field, EventEvidence.value, EventEvidence.event_id)).all()
-    assert sorted(kept) == [("status", "unpaid", "evt_third"), ("valid_until", period_end.isoformat(), "evt_first")]
+EVENTS = [  # (what it implied, the event as applied)
+    (implied(SubscriptionStatus.PAST_DUE, PERIOD_END), Applied(T0, 1, "invoice.payment_failed", "evt_first")),
+    (implied(SubscriptionStatus.ACTIVE), Applied(T0 + timedelta(seconds=1), 2, "invoice.paid", "evt_second")),
+    (implied(SubscriptionStatus.UNPAID), Applied(T0 + timedelta(seconds=2), 4, "invoice.paid", "evt_latest")),
+    # applied at the same instant as evt_latest, with a lower id: before it in reconcile's order
+    (implied(SubscriptionStatus.CANCELED), Applied(T0 + timedelta(seconds=2), 3, "invoice.paid", "evt_same_instant")),
+]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(len(EVENTS)))))
+def test_each_field_keeps_the_event_applied_last_whatever_order_they_arrive_in(order):
+    document = None
+    for index in order:
+        document = evidence.merged(document, *EVENTS[index])
+    kept = {kept.field: (kept.value, kept.event.event_id) for kept in evidence.fields(document)}
+    assert kept == {"status": ("unpaid", "evt_latest"), "valid_until": (PERIOD_END, "evt_first")}
+
+
+def test_a_document_reads_back_what_was_kept():
+    [status] = evidence.fields(evidence.merged(None, *EVENTS[1]))
+    assert status == evidence.Kept("status", SubscriptionStatus.ACTIVE, EVENTS[1][1])
+    assert list(evidence.fields(None)) == []

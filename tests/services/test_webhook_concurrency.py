@@ -26,7 +26,7 @@ from app.models import (
     Subscription,
     SubscriptionStatus,
 )
-from app.services import webhooks
+from app.services import audit, webhooks
 from tests.concurrency import migrated_app, run_together
 from tests.webhooks import SECRET, event, fixture, invoice, sign
 
@@ -90,11 +90,46 @@ def test_two_concurrent_workers_never_process_one_event_twice(own_app):
         assert set(db.session.scalars(select(BillingEvent.attempts))) == {2}
 
 
+def test_two_workers_draining_small_batches_of_shared_users_run_each_event_once(own_app, monkeypatch):
+    """Batches of 4 due invoices over 4 users, in opposite user orders: two workers' batches lock the same
+    subscriptions in different orders (a deadlock reruns the loser's batch one event per transaction)."""
+    monkeypatch.setattr(webhooks, "BATCH_SIZE", 4)
+    now = datetime.now(UTC)
+    with own_app.app_context():
+        for n in range(4):
+            db.session.add(Customer(user_id=f"user-{n}", provider_customer_id=f"cus_{n}"))
+            db.session.add(Subscription(user_id=f"user-{n}", plan="pro", status=SubscriptionStatus.PAST_DUE, credits=5))
+        for n in range(40):
+            customer = f"cus_{n % 4 if n // 4 % 2 else 3 - n % 4}"
+            created = now - timedelta(minutes=40 - n)
+            document = event("invoice.paid", invoice(customer=customer), event_id=f"evt_paid_{n}", created=created)
+            db.session.add(
+                BillingEvent(
+                    event_id=document["id"],
+                    type=document["type"],
+                    payload=document,
+                    status=EventStatus.FAILED,
+                    attempts=1,
+                    next_retry_at=now - timedelta(minutes=1),
+                    created_at=created,
+                )
+            )
+        db.session.commit()
+    runs = []
+    assert run_together(own_app, lambda _n: runs.extend(webhooks.drain_due(grace_days=7, now=now)), 2) == []
+    assert sorted(result.event_id for result in runs) == sorted(f"evt_paid_{n}" for n in range(40))
+    with own_app.app_context():
+        assert count(EventAttempt) == 40
+        assert set(db.session.scalars(select(BillingEvent.attempts))) == {2}
+        assert set(db.session.scalars(select(Subscription.status))) == {"active"}
+        assert audit.verify_chain().ok
+
+
 _CRASH_AFTER_COMMIT = """
 import os, sys
 from app import create_app
 from app.config import TestConfig
-from app.services import webhooks
+from app.services import audit, webhooks
 
 # The process dies between the commit of the stored event and its handler, as a killed gunicorn worker would.
 webhooks.process_received = lambda *args, **kwargs: os._exit(3)

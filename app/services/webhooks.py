@@ -2,7 +2,9 @@
 
 Every run of a handler holds the event's row lock for its whole transaction (FOR UPDATE, SKIP LOCKED for the
 receiver and the workers), so no event is ever processed twice at once. The handler runs in a savepoint: when it
-fails, its changes roll back but the attempt, the error and the next retry are still committed.
+fails, its changes roll back but the attempt, the error and the next retry are still committed. The worker and
+replays run up to BATCH_SIZE events per transaction, each handler in its own savepoint (docs/architecture.md,
+"Webhook batches").
 """
 
 from __future__ import annotations

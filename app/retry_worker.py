@@ -20,7 +20,7 @@ from app.services.webhooks import EventResult
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 20  # events per round; a stop request is honoured between rounds
+BATCH_SIZE = webhooks.BATCH_SIZE  # events per round, one transaction; a stop request is honoured between rounds
 IDLE_SECONDS = 5.0  # wait when nothing was due
 
 

@@ -4,7 +4,8 @@
     .venv/bin/python bench/profile_hotpaths.py --database billops_bench_hot [--n 200] [--top 25] [--only ingest]
 
 Creates (or recreates) the database, migrates it, loads 2,000 bench events, then times and profiles: signed
-webhook ingest through the Flask test client, `webhooks.replay_events` over stored events, and
+webhook ingest through the Flask test client, `webhooks.replay_events` over stored events, the retry worker
+draining due retries (`RetryWorker.drain`, as `billing worker --once`), and
 `POST /v1/admin/billing/entitlements/override` through the test client and `override_entitlements` directly.
 """
 
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from app import clock, create_app  # noqa: E402
 from app.config import Config  # noqa: E402
+from app.retry_worker import RetryWorker  # noqa: E402
 from app.services import entitlements, webhooks  # noqa: E402
 from app.services.actor import Actor  # noqa: E402
 from app.services.benchdata import user_id  # noqa: E402
@@ -105,9 +107,10 @@ def main() -> None:
     parser.add_argument("--database", default="billops_bench_hot")
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--only", choices=("ingest", "replay", "override", "override-service"))
+    parser.add_argument("--only", choices=("ingest", "replay", "drain", "override", "override-service"))
     args = parser.parse_args()
-    app = create_app(Config(environment(prepare(args.pg, args.database))))
+    url = prepare(args.pg, args.database)
+    app = create_app(Config(environment(url)))
     client = app.test_client()
     now = int(time.time())
     delivery_ids = itertools.count()
@@ -131,6 +134,20 @@ def main() -> None:
                 type="customer.subscription.updated", limit=batch, actor=admin, grace_days=3, now=clock.utcnow()
             )
 
+    def drain(batch: int) -> None:
+        """Make `batch` processed invoice events due again (one UPDATE outside SQLAlchemy, so not counted), then
+        drain them as `billing worker --once` does."""
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE billing_events SET status = 'failed', attempts = 1, next_retry_at = now() - interval '1 minute'"
+                " WHERE id IN (SELECT id FROM billing_events WHERE status = 'processed' AND type LIKE 'invoice.%%'"
+                " ORDER BY id DESC LIMIT %s)",
+                (batch,),
+            )
+        with app.app_context():
+            drained = RetryWorker(grace_days=3).drain()
+        assert len(drained.events) == batch, len(drained.events)
+
     def override(n: int) -> None:
         body = {"user_id": user_id(n % 200), "credits_delta": 5, "reason": "profile"}
         answer = client.post("/v1/admin/billing/entitlements/override", json=body, headers={"X-Admin-Key": ADMIN_KEY})
@@ -147,6 +164,7 @@ def main() -> None:
     paths = {
         "ingest": (f"signed webhook ingest, test client, {n} deliveries", list(range(n)), deliver),
         "replay": ("replay_events, 1 then 400 events (ms per replay of 400)", [1, 400, 400], replay),
+        "drain": ("RetryWorker.drain, 1 then 400 due retries (ms per drain of 400)", [1, 400, 400], drain),
         "override": (f"POST /entitlements/override, test client, {n} requests", list(range(n)), override),
         "override-service": (f"override_entitlements, {n} calls", list(range(n)), override_service),
     }

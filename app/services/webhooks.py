@@ -1,5 +1,8 @@
 """The webhook pipeline: verify the signature, store, commit, process; retry with backoff; replay.
 
+In queue mode (`WEBHOOK_PROCESSING=queue`) the receiver only stores the event, due at once, and on PostgreSQL
+notifies `QUEUE_CHANNEL` in the same transaction; the workers (app/retry_worker.py) process it.
+
 Every run of a handler holds the event's row lock for its whole transaction (FOR UPDATE, SKIP LOCKED for the
 receiver and the workers), so no event is ever processed twice at once. The handler runs in a savepoint: when it
 fails, its changes roll back but the attempt, the error and the next retry are still committed.
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Select, select, text
+from sqlalchemy import Row, Select, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -43,6 +46,8 @@ MAX_REPLAY_IDS = 1000
 MAX_REPLAY_LIMIT = 10_000
 DEFAULT_REPLAY_LIMIT = 100
 _CLAIMABLE = (EventStatus.RECEIVED, EventStatus.FAILED)
+# NOTIFY'd when a queued event is stored: PostgreSQL delivers it at commit, so a woken worker sees the row.
+QUEUE_CHANNEL = "billops_events"
 
 
 @dataclass(frozen=True)
@@ -142,8 +147,11 @@ def _event_fields(document: dict[str, Any]) -> tuple[str, str, datetime]:
 # -- receiving --------------------------------------------------------------------------------------------------
 
 
-def receive(raw: bytes, signature: str | None, *, secrets: Sequence[str], grace_days: int, now: datetime) -> Receipt:
+def receive(
+    raw: bytes, signature: str | None, *, secrets: Sequence[str], grace_days: int, now: datetime, queue: bool = False
+) -> Receipt:
     """Verify, store and commit a delivery, then process it; a duplicate is stored once and not processed again.
+    With `queue`, store it due at once and leave it to the workers (status `received`).
 
     Once the row is committed this never raises: a handler failure is kept on the event for the worker to retry.
     """
@@ -151,9 +159,11 @@ def receive(raw: bytes, signature: str | None, *, secrets: Sequence[str], grace_
     document = parse_json_object(raw)
     event_id, event_type, created_at = _event_fields(document)
     with unit_of_work() as session:
-        pk = _insert(session, document, event_id, event_type, created_at, now)
+        pk = _insert(session, document, event_id, event_type, created_at, now, queue=queue)
     if pk is None:
         return Receipt(event_id, _status_of(event_id), duplicate=True)
+    if queue:
+        return Receipt(event_id, EventStatus.RECEIVED, duplicate=False)
     try:
         result = process_received(pk, grace_days=grace_days, now=now)
     except Exception:  # the event is safe in the database; the worker claims it after STRANDED_AFTER
@@ -163,10 +173,21 @@ def receive(raw: bytes, signature: str | None, *, secrets: Sequence[str], grace_
 
 
 def _insert(
-    session: Session, document: dict[str, Any], event_id: str, event_type: str, created_at: datetime, now: datetime
+    session: Session,
+    document: dict[str, Any],
+    event_id: str,
+    event_type: str,
+    created_at: datetime,
+    now: datetime,
+    *,
+    queue: bool,
 ) -> int | None:
-    """INSERT ... ON CONFLICT DO NOTHING: the new row's id, or None when the event id is stored already."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    """INSERT ... ON CONFLICT DO NOTHING: the new row's id, or None when the event id is stored already.
+
+    A queued event is due at once; on PostgreSQL the same statement notifies the workers when it stored a row.
+    """
+    on_postgresql = session.get_bind().dialect.name == "postgresql"
+    insert = postgresql.insert if on_postgresql else sqlite.insert
     stmt = (
         insert(BillingEvent)
         .values(
@@ -179,11 +200,15 @@ def _insert(
             created_at=created_at,
             received_at=now,
             updated_at=now,
-            next_retry_at=now + STRANDED_AFTER,  # when the worker takes it over if this process dies first
+            # Queued: due now. Inline: when the worker takes it over if this process dies before handling it.
+            next_retry_at=now if queue else now + STRANDED_AFTER,
         )
         .on_conflict_do_nothing(index_elements=[BillingEvent.event_id])
         .returning(BillingEvent.id)
     )
+    if queue and on_postgresql:  # one round trip; a duplicate inserts no row, so it notifies nobody
+        inserted = stmt.cte("inserted")
+        stmt = select(inserted.c.id, func.pg_notify(QUEUE_CHANNEL, ""))
     return session.scalar(stmt)
 
 

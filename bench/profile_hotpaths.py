@@ -4,8 +4,9 @@
     .venv/bin/python bench/profile_hotpaths.py --database billops_bench_hot [--n 200] [--top 25] [--only ingest]
 
 Creates (or recreates) the database, migrates it, loads 2,000 bench events, then times and profiles: signed
-webhook ingest through the Flask test client, `webhooks.replay_events` over stored events, and
-`POST /v1/admin/billing/entitlements/override` through the test client and `override_entitlements` directly.
+webhook ingest through the Flask test client (processed in the request, then `WEBHOOK_PROCESSING=queue`: stored
+only), `webhooks.replay_events` over stored events, and `POST /v1/admin/billing/entitlements/override` through the
+test client and `override_entitlements` directly.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -48,12 +50,13 @@ SECRET = "whsec_profile_" + "x" * 24
 ADMIN_KEY = "bok_profile_" + "y" * 40
 
 
-def environment(url: str) -> dict[str, str]:
+def environment(url: str, processing: str = "inline") -> dict[str, str]:
     return {
         "BILLOPS_ENV": "production",
         "SECRET_KEY": "z" * 48,
         "ADMIN_KEY": ADMIN_KEY,
         "WEBHOOK_SECRET": SECRET,
+        "WEBHOOK_PROCESSING": processing,
         "DATABASE_URL": url,
         "LOG_LEVEL": "WARNING",
         "PATH": "/usr/bin:/bin",
@@ -105,14 +108,16 @@ def main() -> None:
     parser.add_argument("--database", default="billops_bench_hot")
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--only", choices=("ingest", "replay", "override", "override-service"))
+    parser.add_argument("--only", choices=("ingest", "ingest-queue", "replay", "override", "override-service"))
     args = parser.parse_args()
-    app = create_app(Config(environment(prepare(args.pg, args.database))))
+    url = prepare(args.pg, args.database)
+    app = create_app(Config(environment(url)))
     client = app.test_client()
+    queue_client = create_app(Config(environment(url, "queue"))).test_client()
     now = int(time.time())
     delivery_ids = itertools.count()
 
-    def deliver(n: int) -> None:
+    def deliver(n: int, client=client) -> None:
         body = json.dumps(
             {
                 "id": f"evt_profile_{next(delivery_ids):07d}",
@@ -146,6 +151,11 @@ def main() -> None:
     n = args.n
     paths = {
         "ingest": (f"signed webhook ingest, test client, {n} deliveries", list(range(n)), deliver),
+        "ingest-queue": (
+            f"signed webhook ingest, WEBHOOK_PROCESSING=queue, test client, {n} deliveries",
+            list(range(n)),
+            partial(deliver, client=queue_client),
+        ),
         "replay": ("replay_events, 1 then 400 events (ms per replay of 400)", [1, 400, 400], replay),
         "override": (f"POST /entitlements/override, test client, {n} requests", list(range(n)), override),
         "override-service": (f"override_entitlements, {n} calls", list(range(n)), override_service),

@@ -17,10 +17,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, Select, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Row, Select, TextClause, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from app.models.events import AttemptTrigger, BillingEvent, EventAttempt, EventStatus
@@ -48,6 +48,29 @@ DEFAULT_REPLAY_LIMIT = 100
 _CLAIMABLE = (EventStatus.RECEIVED, EventStatus.FAILED)
 # NOTIFY'd when a queued event is stored: PostgreSQL delivers it at commit, so a woken worker sees the row.
 QUEUE_CHANNEL = "billops_events"
+# The receiver's INSERT as SQL text, the same on both databases: SQLAlchemy 2.0 compiles a dialect's
+# `insert().on_conflict_do_nothing()` again at every execution (it has no cache key), a third of the CPU of a queued
+# delivery. A duplicate inserts no row: it returns no id and (queued) notifies nobody.
+_INSERT_EVENT = (
+    "INSERT INTO billing_events (event_id, type, user_id, payload, status, attempts, created_at, received_at,"
+    " updated_at, next_retry_at) VALUES (:event_id, :type, :user_id, :payload, :status, :attempts, :created_at,"
+    " :received_at, :updated_at, :next_retry_at) ON CONFLICT (event_id) DO NOTHING RETURNING id"
+)
+_INSERT_EVENT_AND_NOTIFY = (
+    f"WITH inserted AS ({_INSERT_EVENT}) SELECT id, pg_notify('{QUEUE_CHANNEL}', '') FROM inserted"  # noqa: S608, E501 (constants)
+)
+_RECEIVED_COLUMNS = (
+    "event_id",
+    "type",
+    "user_id",
+    "payload",
+    "status",
+    "attempts",
+    "created_at",
+    "received_at",
+    "updated_at",
+    "next_retry_at",
+)
 
 
 @dataclass(frozen=True)
@@ -186,30 +209,33 @@ def _insert(
 
     A queued event is due at once; on PostgreSQL the same statement notifies the workers when it stored a row.
     """
-    on_postgresql = session.get_bind().dialect.name == "postgresql"
-    insert = postgresql.insert if on_postgresql else sqlite.insert
-    stmt = (
-        insert(BillingEvent)
-        .values(
-            event_id=event_id,
-            type=event_type,
-            user_id=_metadata_user_id(document),
-            payload=document,
-            status=EventStatus.RECEIVED,
-            attempts=0,
-            created_at=created_at,
-            received_at=now,
-            updated_at=now,
+    notify = queue and session.get_bind().dialect.name == "postgresql"
+    return session.scalar(
+        _insert_statement(notify),
+        {
+            "event_id": event_id,
+            "type": event_type,
+            "user_id": _metadata_user_id(document),
+            "payload": document,
+            "status": EventStatus.RECEIVED,
+            "attempts": 0,
+            "created_at": created_at,
+            "received_at": now,
+            "updated_at": now,
             # Queued: due now. Inline: when the worker takes it over if this process dies before handling it.
-            next_retry_at=now if queue else now + STRANDED_AFTER,
-        )
-        .on_conflict_do_nothing(index_elements=[BillingEvent.event_id])
-        .returning(BillingEvent.id)
+            "next_retry_at": now if queue else now + STRANDED_AFTER,
+        },
     )
-    if queue and on_postgresql:  # one round trip; a duplicate inserts no row, so it notifies nobody
-        inserted = stmt.cte("inserted")
-        stmt = select(inserted.c.id, func.pg_notify(QUEUE_CHANNEL, ""))
-    return session.scalar(stmt)
+
+
+@cache
+def _insert_statement(notify: bool) -> TextClause:
+    """The receiver's INSERT (with `notify`, wrapped to NOTIFY the workers once per stored row), typed as the
+    table's columns, so values are bound as an ORM insert binds them."""
+    columns = BillingEvent.__table__.columns
+    return text(_INSERT_EVENT_AND_NOTIFY if notify else _INSERT_EVENT).bindparams(
+        *(bindparam(name, type_=columns[name].type) for name in _RECEIVED_COLUMNS)
+    )
 
 
 def _metadata_user_id(document: dict[str, Any]) -> str | None:

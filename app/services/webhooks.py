@@ -57,7 +57,7 @@ _INSERT_EVENT = (
     " :received_at, :updated_at, :next_retry_at) ON CONFLICT (event_id) DO NOTHING RETURNING id"
 )
 _INSERT_EVENT_AND_NOTIFY = (
-    f"WITH inserted AS ({_INSERT_EVENT}) SELECT id, pg_notify('{QUEUE_CHANNEL}', '') FROM inserted"  # noqa: S608, E501 (constants)
+    f"WITH inserted AS ({_INSERT_EVENT}) SELECT id, pg_notify('{QUEUE_CHANNEL}', '') FROM inserted"  # noqa: S608 (constants)
 )
 _RECEIVED_COLUMNS = (
     "event_id",

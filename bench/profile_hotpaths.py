@@ -5,8 +5,8 @@
 
 Creates (or recreates) the database, migrates it, loads 2,000 bench events, then times and profiles: signed
 webhook ingest through the Flask test client (processed in the request, then `WEBHOOK_PROCESSING=queue`: stored
-only), `webhooks.replay_events` over stored events, and `POST /v1/admin/billing/entitlements/override` through the
-test client and `override_entitlements` directly.
+only), the worker's rounds over queued events, `webhooks.replay_events` over stored events, and
+`POST /v1/admin/billing/entitlements/override` through the test client and `override_entitlements` directly.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from app import clock, create_app  # noqa: E402
 from app.config import Config  # noqa: E402
+from app.retry_worker import BATCH_SIZE, RetryWorker  # noqa: E402
 from app.services import entitlements, webhooks  # noqa: E402
 from app.services.actor import Actor  # noqa: E402
 from app.services.benchdata import user_id  # noqa: E402
@@ -108,7 +109,9 @@ def main() -> None:
     parser.add_argument("--database", default="billops_bench_hot")
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--only", choices=("ingest", "ingest-queue", "replay", "override", "override-service"))
+    parser.add_argument(
+        "--only", choices=("ingest", "ingest-queue", "worker", "replay", "override", "override-service")
+    )
     args = parser.parse_args()
     url = prepare(args.pg, args.database)
     app = create_app(Config(environment(url)))
@@ -130,6 +133,10 @@ def main() -> None:
         headers = {"Stripe-Signature": signature_header(body, SECRET, timestamp=int(time.time()))}
         assert client.post("/v1/billing/webhooks", data=body, headers=headers).status_code == 200
 
+    def worker_round(_round: int) -> None:
+        with app.app_context():
+            assert len(worker.run_round().events) == BATCH_SIZE
+
     def replay(batch: int) -> None:
         with app.app_context():
             webhooks.replay_events(
@@ -149,12 +156,21 @@ def main() -> None:
 
     admin = Actor.cli("profile")
     n = args.n
+    worker, rounds = RetryWorker(grace_days=3), max(2, n // BATCH_SIZE)
+    if args.only in (None, "worker"):  # queued events for a warm-up round and two passes of `rounds` rounds
+        for k in range(BATCH_SIZE * (1 + 2 * rounds)):
+            deliver(k, client=queue_client)
     paths = {
         "ingest": (f"signed webhook ingest, test client, {n} deliveries", list(range(n)), deliver),
         "ingest-queue": (
             f"signed webhook ingest, WEBHOOK_PROCESSING=queue, test client, {n} deliveries",
             list(range(n)),
             partial(deliver, client=queue_client),
+        ),
+        "worker": (
+            f"RetryWorker.run_round over queued events, {BATCH_SIZE} per round ({rounds} rounds)",
+            list(range(rounds + 1)),
+            worker_round,
         ),
         "replay": ("replay_events, 1 then 400 events (ms per replay of 400)", [1, 400, 400], replay),
         "override": (f"POST /entitlements/override, test client, {n} requests", list(range(n)), override),

@@ -47,7 +47,9 @@ def test_twenty_concurrent_duplicates_store_one_row_with_one_effect(own_app):
         db.session.add(Subscription(user_id="user-dup", plan="pro", status=SubscriptionStatus.ACTIVE, credits=5))
         db.session.commit()
     now = datetime.now(UTC)
-    document = event("invoice.payment_failed", invoice(customer="cus_dup"), event_id="evt_dup20", created=now)
+    document = event(
+        "invoice.payment_failed", invoice(customer="cus_dup", subscription="sub_dup"), event_id="evt_dup20", created=now
+    )
     raw = json.dumps(document).encode()
     header = sign(raw, timestamp=int(now.timestamp()))
     statuses = []

@@ -75,8 +75,9 @@ def test_the_worker_applies_a_queued_event_as_the_receiver_applies_it_inline(
 ):
     monkeypatch.setitem(webhook_app.config, "WEBHOOK_PROCESSING", mode)
     CustomerFactory(user_id="user-g", provider_customer_id="cus_g")
-    SubscriptionFactory(user_id="user-g", status="active")
-    failed = event("invoice.payment_failed", invoice(customer="cus_g"), event_id="evt_f", created=frozen_clock.now)
+    SubscriptionFactory(user_id="user-g", status="active", provider_subscription_id="sub_g")
+    bill = invoice(customer="cus_g", subscription="sub_g")
+    failed = event("invoice.payment_failed", bill, event_id="evt_f", created=frozen_clock.now)
     answer = deliver(webhook_app.test_client(), failed, now=frozen_clock.now).get_json()
     assert answer["status"] == ("processed" if mode == "inline" else "received")
 

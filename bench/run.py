@@ -58,7 +58,7 @@ class Sizes:
 
 
 SIZES = {
-    "smoke": Sizes(2_000, 200, 200, 100, 64, 3, (2,)),
+    "smoke": Sizes(2_000, 200, 200, 100, 64, 3, (1,)),
     "quick": Sizes(100_000, 10_000, 2_000, 2_000, 400, 5, (1, 2)),
     "full": Sizes(1_000_000, 100_000, 4_000, 10_000, 800, 7, (1, 2)),
 }
@@ -138,12 +138,15 @@ class Bench:
             conn.execute("VACUUM ANALYZE")
         self.rows.append(Row("bench-data (events/s written, COPY)", f"{self.sizes.events / seconds:,.0f}/s"))
 
-    def start_servers(self) -> None:
-        """gunicorn in inline mode, and beside it gunicorn in queue mode with its first workers, started together
-        (each start costs seconds of imports); the queue-mode processes wait idle until queue_mode."""
-        self.server, self.port = self.spawn_server("inline")
+    def spawn_queue_side(self) -> None:
+        """gunicorn in queue mode and its first workers, started while bench-data fills the database (each process
+        spends seconds importing); they wait idle until queue_mode."""
         self.queue_server, self.queue_port = self.spawn_server("queue")
         self.queue_workers = self.start_workers(self.sizes.queue_workers[0])
+
+    def start_servers(self) -> None:
+        """gunicorn in inline mode (every figure but queue mode's), once both servers answer."""
+        self.server, self.port = self.spawn_server("inline")
         for port in (self.port, self.queue_port):
             self.wait_healthy(port)
 
@@ -710,6 +713,7 @@ def main() -> None:
     started = time.perf_counter()
     try:
         bench.create_database()
+        bench.spawn_queue_side()
         bench.fill()
         bench.start_servers()
         for step in (

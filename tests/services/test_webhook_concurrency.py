@@ -110,12 +110,20 @@ def test_two_workers_draining_small_batches_of_shared_users_run_each_event_once(
     with own_app.app_context():
         for n in range(4):
             db.session.add(Customer(user_id=f"user-{n}", provider_customer_id=f"cus_{n}"))
-            db.session.add(Subscription(user_id=f"user-{n}", plan="pro", status=SubscriptionStatus.PAST_DUE, credits=5))
+            db.session.add(
+                Subscription(
+                    user_id=f"user-{n}",
+                    plan="pro",
+                    status=SubscriptionStatus.PAST_DUE,
+                    credits=5,
+                    provider_subscription_id=f"sub_{n}",
+                )
+            )
         customers = [f"cus_{n % 4 if n // 4 % 2 else 3 - n % 4}" for n in range(40)]
         invoices = [
             event(
                 "invoice.paid",
-                invoice(customer=customer),
+                invoice(customer=customer, subscription=customer.replace("cus_", "sub_")),
                 event_id=f"evt_paid_{n}",
                 created=now - timedelta(minutes=40 - n),
             )

@@ -47,9 +47,11 @@ def subscription(
     return sub
 
 
-def invoice(*, customer: str, invoice_id: str = "in_1Pgc6tB7WZ01zgkWu9fdqL6I") -> dict[str, Any]:
+def invoice(*, customer: str, subscription: str, invoice_id: str = "in_1Pgc6tB7WZ01zgkWu9fdqL6I") -> dict[str, Any]:
+    """fixtures/stripe/invoice.json (a newer API version: it names its subscription under `parent`)."""
     inv = fixture("invoice")
     inv.update(id=invoice_id, customer=customer)
+    inv["parent"]["subscription_details"]["subscription"] = subscription
     return inv
 
 

@@ -207,9 +207,12 @@ def _templates() -> dict[str, str]:
     sub["metadata"] = {"user_id": "@@user@@"}
     item = sub["items"]["data"][0]
     item["price"]["id"], item["current_period_end"] = "@@price@@", "@@period_end@@"
+    invoice = shape["invoice"] | {"id": "@@obj@@", "customer": "@@cus@@"}
+    # It bills the user's own subscription: an invoice of another one is ignored when the worker or a replay runs it.
+    invoice["parent"]["subscription_details"]["subscription"] = "@@sub@@"
     objects = {
         "customer.subscription": sub,
-        "invoice": shape["invoice"] | {"id": "@@obj@@", "customer": "@@cus@@"},
+        "invoice": invoice,
         "price": shape["price"] | {"id": "@@price@@"},
         "product": {"id": "@@obj@@", "object": "product", "active": True, "name": "Bench product"},
     }

@@ -10,18 +10,20 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models.grace import GracePeriod, GraceStatus
 from app.services import audit
 from app.services.actor import Actor
-from app.services.errors import InvalidInput
+from app.services.errors import Conflict, InvalidInput
 from app.services.permissions import Permission, require
 from app.services.subscriptions import GraceView, active_grace, lock_customer, lock_subscription, require_customer
 from app.services.uow import unit_of_work
 
 MIN_RESET_DAYS, MAX_RESET_DAYS = 1, 90
+ACTIVE_INDEX = "uq_billing_grace_periods_active_user"  # at most one active grace period per user
 
 
 @dataclass(frozen=True)
@@ -92,16 +94,36 @@ def active_grace_for_update(session: Session, user_id: str) -> GracePeriod | Non
 def apply_grace_change(
     session: Session, change: GraceChange, grace: GracePeriod | None, *, now: datetime
 ) -> GracePeriod:
-    """Write `change` to the (locked) active grace period, or start one; the caller audits and commits."""
+    """Write `change` to the (locked) active grace period, or start one; the caller audits and commits.
+
+    Callers lock the customer first, so two of them cannot both find no active grace period and both start one;
+    should one not, the second insert is a Conflict (try again), not a database error.
+    """
     after = change.after
-    if grace is None:
+    starts = grace is None
+    if starts:
         grace = GracePeriod(user_id=change.user_id, starts_at=after.starts_at, created_at=now)
         session.add(grace)
     grace.ends_at, grace.status = after.ends_at, after.status
     grace.reset_count, grace.reason = after.reset_count, after.reason
     grace.updated_at = now
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if starts and _violates_active_index(exc):
+            raise Conflict(
+                f"Another change started a grace period for {change.user_id} at the same moment; try again."
+            ) from None
+        raise
     return grace
+
+
+def _violates_active_index(exc: IntegrityError) -> bool:
+    """Whether `exc` is a second active grace period for a user (PostgreSQL names the index, SQLite its column)."""
+    diag = getattr(exc.orig, "diag", None)
+    if diag is not None:
+        return diag.constraint_name == ACTIVE_INDEX
+    return "UNIQUE constraint failed: billing_grace_periods.user_id" in str(exc.orig)
 
 
 def start_grace(

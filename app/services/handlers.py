@@ -2,8 +2,8 @@
 
 A subscription or invoice event is handled in four steps, so preview, reconcile and as-of views can reuse them:
 `implied_by` reads the payload alone into a plain value (what the event says), `lock_target` finds and locks the
-user's subscription, `plan_change` compares the two (before, after, why, or why it is stale), and `apply_change`
-writes and audits the change.
+user (customer, then subscription: the lock order of every write to a user), `plan_change` compares the two (before,
+after, why, or why it is ignored), and `apply_change` writes and audits the change.
 """
 
 from __future__ import annotations
@@ -69,6 +69,12 @@ class Implied:
     price_id: str | None  # the item's price id, or its plan id in older payloads
     valid_until: datetime | None  # period end: on the subscription, or on its items in newer API versions
     grace: GraceAction | None = None
+    billed_subscription_id: str | None = None  # the subscription an invoice bills (None: a one-off invoice)
+
+    @property
+    def about_subscription_id(self) -> str | None:
+        """The provider subscription the event is about: the one an invoice bills, or the subscription itself."""
+        return self.billed_subscription_id if self.event_type in _INVOICE_TYPES else self.provider_subscription_id
 
 
 @dataclass(frozen=True)
@@ -145,18 +151,22 @@ def _read_invoice(event_type: str, payload: dict[str, Any]) -> Implied:
         price_id=None,
         valid_until=None,
         grace=GraceAction.START if failed else GraceAction.RESOLVE,
+        billed_subscription_id=invoice_subscription_id(invoice),
     )
 
 
+_INVOICE_TYPES = ("invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed")
 _READERS: dict[str, Callable[[str, dict[str, Any]], Implied]] = {
     "customer.subscription.created": _read_subscription,
     "customer.subscription.updated": _read_subscription,
     "customer.subscription.deleted": _read_subscription,
-    "invoice.paid": _read_invoice,
-    "invoice.payment_succeeded": _read_invoice,
-    "invoice.payment_failed": _read_invoice,
+    **dict.fromkeys(_INVOICE_TYPES, _read_invoice),
 }
 SUBSCRIPTION_EVENT_TYPES = tuple(_READERS)  # the event types `implied_by` reads
+# Events that may only change the user's current subscription: the end of another one (a replaced subscription)
+# must not cancel it, and another one's invoice (a late payment failure of a canceled subscription, say) must not
+# set its status or grace period.
+_CURRENT_SUBSCRIPTION_ONLY = ("customer.subscription.deleted", *_INVOICE_TYPES)
 
 
 def _object(payload: dict[str, Any]) -> dict[str, Any]:
@@ -242,7 +252,12 @@ Target = tuple[str, str | None, Subscription | None]  # the user, a provider cus
 
 def lock_target(session: Session, implied: Implied) -> Target:
     """The user `implied` is about, the provider customer id to link to them if new, and their subscription,
-    locked for this transaction (read once: `plan_change` and `apply_change` both use it)."""
+    locked for this transaction (read once: `plan_change` and `apply_change` both use it).
+
+    The customer row is locked first (in `_resolve_user`), as grace resets, overrides and reconcile lock it: it is
+    the one row every user has (a reset of a user with no subscription locks nothing else), and keeping their lock
+    order (customer, subscription, grace period, audit chain) means no deadlock with them.
+    """
     user_id, link = _resolve_user(session, implied)
     return user_id, link, lock_subscription(session, user_id)
 
@@ -264,9 +279,9 @@ def plan_change(session: Session, event_id: str, implied: Implied, target: Targe
             f"{last.isoformat()} for {subscription.provider_subscription_id or user_id}"
         )
         return Change(user_id, before, before, why, implied.created, ignored=stale)
-    if _deletes_another_subscription(implied, before):
+    if _about_another_subscription(implied, before):
         ignored = (
-            f"ignored: {implied.event_type} is about {implied.provider_subscription_id}, not {user_id}'s current "
+            f"ignored: {implied.event_type} is about {implied.about_subscription_id}, not {user_id}'s current "
             f"subscription {before.provider_subscription_id}, which stays as it is"
         )
         return Change(user_id, before, before, why, implied.created, ignored=ignored)
@@ -274,13 +289,17 @@ def plan_change(session: Session, event_id: str, implied: Implied, target: Targe
     return Change(user_id, before, after, why, implied.created, grace=implied.grace, link_customer=link)
 
 
-def _deletes_another_subscription(implied: Implied, before: SubscriptionState | None) -> bool:
-    """A user's older subscription ending (after a newer one replaced it) must not cancel the newer one."""
+def _about_another_subscription(implied: Implied, before: SubscriptionState | None) -> bool:
+    """Whether `implied` ends or bills another subscription than the user's current one (then it changes nothing).
+
+    Without a stored provider subscription id (a subscription support granted, or one no subscription event has
+    named yet) there is nothing to compare with, and the event applies as it always did.
+    """
     current = before.provider_subscription_id if before else None
     return (
-        implied.event_type == "customer.subscription.deleted"
+        implied.event_type in _CURRENT_SUBSCRIPTION_ONLY
         and current is not None
-        and implied.provider_subscription_id != current
+        and implied.about_subscription_id != current
     )
 
 
@@ -310,7 +329,8 @@ def _resolve_user(session: Session, implied: Implied) -> tuple[str, str | None]:
 
 
 def _customer(session: Session, column, value: str | None) -> Customer | None:
-    return None if value is None else session.scalar(select(Customer).where(column == value))
+    """The customer whose `column` is `value`, locked for this transaction (see `lock_target`)."""
+    return None if value is None else session.scalar(select(Customer).where(column == value).with_for_update())
 
 
 def _plan_code(session: Session, price_id: str | None) -> str | None:
@@ -405,7 +425,8 @@ def handle_subscription_or_invoice(session: Session, event: BillingEvent, ctx: H
 
 
 def handle_invoice(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:
-    """A subscription's invoice sets its status and grace period; a one-off invoice leaves both alone."""
+    """An invoice of the user's current subscription sets its status and grace period; a one-off invoice, or one of
+    another subscription (`plan_change`), leaves both alone."""
     invoice = _object(event.payload)
     if invoice_subscription_id(invoice) is None:
         note = (
@@ -437,7 +458,7 @@ def handle_catalog(session: Session, event: BillingEvent, ctx: HandlerContext) -
 Handler = Callable[[Session, BillingEvent, HandlerContext], Outcome]
 HANDLERS: dict[str, Handler] = {
     **dict.fromkeys(_READERS, handle_subscription_or_invoice),
-    **dict.fromkeys(("invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed"), handle_invoice),
+    **dict.fromkeys(_INVOICE_TYPES, handle_invoice),
 }
 
 

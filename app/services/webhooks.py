@@ -1,5 +1,8 @@
 """The webhook pipeline: verify the signature, store, commit, process; retry with backoff; replay.
 
+In queue mode (`WEBHOOK_PROCESSING=queue`) the receiver only stores the event, due at once, and on PostgreSQL
+notifies `QUEUE_CHANNEL` in the same transaction; the workers (app/retry_worker.py) process it.
+
 Every run of a handler holds the event's row lock for its whole transaction (FOR UPDATE, SKIP LOCKED for the
 receiver and the workers), so no event is ever processed twice at once. The handler runs in a savepoint: when it
 fails, its changes roll back but the attempt, the error and the next retry are still committed. The worker and
@@ -16,10 +19,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, Select, insert, inspect, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Row, Select, TextClause, bindparam, insert, inspect, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
@@ -50,6 +53,31 @@ MAX_REPLAY_IDS = 1000
 MAX_REPLAY_LIMIT = 10_000
 DEFAULT_REPLAY_LIMIT = 100
 _CLAIMABLE = (EventStatus.RECEIVED, EventStatus.FAILED)
+# NOTIFY'd when a queued event is stored: PostgreSQL delivers it at commit, so a woken worker sees the row.
+QUEUE_CHANNEL = "billops_events"
+# The receiver's INSERT as SQL text, the same on both databases: SQLAlchemy 2.0 compiles a dialect's
+# `insert().on_conflict_do_nothing()` again at every execution (it has no cache key), a third of the CPU of a queued
+# delivery. A duplicate inserts no row: it returns no id and (queued) notifies nobody.
+_INSERT_EVENT = (
+    "INSERT INTO billing_events (event_id, type, user_id, payload, status, attempts, created_at, received_at,"
+    " updated_at, next_retry_at) VALUES (:event_id, :type, :user_id, :payload, :status, :attempts, :created_at,"
+    " :received_at, :updated_at, :next_retry_at) ON CONFLICT (event_id) DO NOTHING RETURNING id"
+)
+_INSERT_EVENT_AND_NOTIFY = (
+    f"WITH inserted AS ({_INSERT_EVENT}) SELECT id, pg_notify('{QUEUE_CHANNEL}', '') FROM inserted"  # noqa: S608 (constants)
+)
+_RECEIVED_COLUMNS = (
+    "event_id",
+    "type",
+    "user_id",
+    "payload",
+    "status",
+    "attempts",
+    "created_at",
+    "received_at",
+    "updated_at",
+    "next_retry_at",
+)
 
 
 @dataclass(frozen=True)
@@ -149,8 +177,11 @@ def _event_fields(document: dict[str, Any]) -> tuple[str, str, datetime]:
 # -- receiving --------------------------------------------------------------------------------------------------
 
 
-def receive(raw: bytes, signature: str | None, *, secrets: Sequence[str], grace_days: int, now: datetime) -> Receipt:
+def receive(
+    raw: bytes, signature: str | None, *, secrets: Sequence[str], grace_days: int, now: datetime, queue: bool = False
+) -> Receipt:
     """Verify, store and commit a delivery, then process it; a duplicate is stored once and not processed again.
+    With `queue`, store it due at once and leave it to the workers (status `received`).
 
     Once the row is committed this never raises: a handler failure is kept on the event for the worker to retry.
     """
@@ -158,9 +189,11 @@ def receive(raw: bytes, signature: str | None, *, secrets: Sequence[str], grace_
     document = parse_json_object(raw)
     event_id, event_type, created_at = _event_fields(document)
     with unit_of_work() as session:
-        pk = _insert(session, document, event_id, event_type, created_at, now)
+        pk = _insert(session, document, event_id, event_type, created_at, now, queue=queue)
     if pk is None:
         return Receipt(event_id, _status_of(event_id), duplicate=True)
+    if queue:
+        return Receipt(event_id, EventStatus.RECEIVED, duplicate=False)
     try:
         result = process_received(pk, grace_days=grace_days, now=now)
     except Exception:  # the event is safe in the database; the worker claims it after STRANDED_AFTER
@@ -170,28 +203,46 @@ def receive(raw: bytes, signature: str | None, *, secrets: Sequence[str], grace_
 
 
 def _insert(
-    session: Session, document: dict[str, Any], event_id: str, event_type: str, created_at: datetime, now: datetime
+    session: Session,
+    document: dict[str, Any],
+    event_id: str,
+    event_type: str,
+    created_at: datetime,
+    now: datetime,
+    *,
+    queue: bool,
 ) -> int | None:
-    """INSERT ... ON CONFLICT DO NOTHING: the new row's id, or None when the event id is stored already."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = (
-        insert(BillingEvent)
-        .values(
-            event_id=event_id,
-            type=event_type,
-            user_id=_metadata_user_id(document),
-            payload=document,
-            status=EventStatus.RECEIVED,
-            attempts=0,
-            created_at=created_at,
-            received_at=now,
-            updated_at=now,
-            next_retry_at=now + STRANDED_AFTER,  # when the worker takes it over if this process dies first
-        )
-        .on_conflict_do_nothing(index_elements=[BillingEvent.event_id])
-        .returning(BillingEvent.id)
+    """INSERT ... ON CONFLICT DO NOTHING: the new row's id, or None when the event id is stored already.
+
+    A queued event is due at once; on PostgreSQL the same statement notifies the workers when it stored a row.
+    """
+    notify = queue and session.get_bind().dialect.name == "postgresql"
+    return session.scalar(
+        _insert_statement(notify),
+        {
+            "event_id": event_id,
+            "type": event_type,
+            "user_id": _metadata_user_id(document),
+            "payload": document,
+            "status": EventStatus.RECEIVED,
+            "attempts": 0,
+            "created_at": created_at,
+            "received_at": now,
+            "updated_at": now,
+            # Queued: due now. Inline: when the worker takes it over if this process dies before handling it.
+            "next_retry_at": now if queue else now + STRANDED_AFTER,
+        },
     )
-    return session.scalar(stmt)
+
+
+@cache
+def _insert_statement(notify: bool) -> TextClause:
+    """The receiver's INSERT (with `notify`, wrapped to NOTIFY the workers once per stored row), typed as the
+    table's columns, so values are bound as an ORM insert binds them."""
+    columns = BillingEvent.__table__.columns
+    return text(_INSERT_EVENT_AND_NOTIFY if notify else _INSERT_EVENT).bindparams(
+        *(bindparam(name, type_=columns[name].type) for name in _RECEIVED_COLUMNS)
+    )
 
 
 def _metadata_user_id(document: dict[str, Any]) -> str | None:

@@ -10,6 +10,7 @@ from app.models import BillingEvent, Plan
 from app.models.events import AttemptTrigger, EventAttempt, EventStatus
 from app.services import benchdata, reconcile, webhooks
 from tests.factories import PlanFactory
+from tests.webhooks import deliver, event, fixture
 
 API = "/v1/admin/billing"
 
@@ -121,3 +122,17 @@ def test_a_replay_batch_issues_the_same_statements_for_3_events_as_for_30(tx, st
         tx.execute(update(BillingEvent).values(status=EventStatus.IGNORED))  # not chosen again
         tx.commit()
     assert counts[0] == counts[1], counts
+
+
+def test_a_queued_webhook_is_stored_in_one_statement(webhook_app, tx, statements, frozen_clock, monkeypatch):
+    """In queue mode the receiver only stores: one INSERT, which on PostgreSQL also notifies the workers."""
+    monkeypatch.setitem(webhook_app.config, "WEBHOOK_PROCESSING", "queue")
+    client = webhook_app.test_client()
+    document = event("customer.updated", fixture("customer"), event_id="evt_one_statement", created=frozen_clock.now)
+    with statements() as seen:
+        resp = deliver(client, document, now=frozen_clock.now)
+    assert resp.status_code == 200 and resp.get_json()["status"] == "received"
+    # The suite's commits are savepoints of the test's transaction (BEGIN and COMMIT in production).
+    [sql] = [sql for sql, _ in seen if "SAVEPOINT" not in sql]
+    assert "INSERT INTO billing_events" in sql
+    assert ("pg_notify" in sql) == (tx.get_bind().dialect.name == "postgresql")

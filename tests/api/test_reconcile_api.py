@@ -27,7 +27,7 @@ def plans(tx):
 def payment_failed(client, frozen_clock, user_id):
     document = event(
         "invoice.payment_failed",
-        invoice(customer=f"cus_{user_id}"),
+        invoice(customer=f"cus_{user_id}", subscription=f"sub_{user_id}"),
         event_id=f"evt_{user_id}_failed",
         created=frozen_clock.now - timedelta(minutes=30),
     )
@@ -163,6 +163,16 @@ def test_a_stale_ignored_event_is_no_evidence(api, tx, plans, client, frozen_clo
         "customer.subscription.updated", obj, event_id="evt_old", created=frozen_clock.now - timedelta(days=1)
     )
     assert deliver(client, older, now=frozen_clock.now).get_json()["status"] == "ignored"
+    assert api("viewer").get(URL).get_json()["mismatches"] == []
+
+
+def test_an_invoice_of_another_subscription_is_no_evidence(api, tx, plans, client, frozen_clock):
+    """The handler ignores it, so reconcile expects nothing from it either: the two agree on the stored state."""
+    subscribe(client, frozen_clock, "user-a")
+    other = invoice(customer="cus_user-a", subscription="sub_user-a-replaced")
+    late = event("invoice.payment_failed", other, event_id="evt_late", created=frozen_clock.now)
+    assert deliver(client, late, now=frozen_clock.now).get_json()["status"] == "ignored"
+    assert stored(tx, "user-a")[1] == "active"
     assert api("viewer").get(URL).get_json()["mismatches"] == []
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from app.config import DEFAULT_CATALOG
 from app.models import AuditEntry, GracePeriod, Subscription
-from app.services import demo
+from app.services import demo, grace
 from tests.factories import CustomerFactory, PlanFactory
 
 OVERRIDE_URL = "/v1/admin/billing/entitlements/override"
@@ -119,6 +119,18 @@ def test_a_grace_reset_never_shortens_a_period(api, tx, demo_data, frozen_clock)
     second = api("support").post(GRACE_URL, json={"user_id": "user-bob", "days": 30}).get_json()["grace_period"]
     assert (second["ends_at"], second["reset_count"]) == ((frozen_clock.now + timedelta(days=30)).isoformat(), 2)
     assert tx.scalar(select(func.count()).select_from(GracePeriod).where(GracePeriod.user_id == "user-bob")) == 1
+
+
+def test_a_second_active_grace_period_is_a_conflict_not_a_server_error(api, tx, demo_data, monkeypatch):
+    """Should a writer ever miss the active grace period (as one not locking the customer could, in a race), the
+    database still refuses a second one, and the reset answers 409 with nothing changed."""
+    monkeypatch.setattr(grace, "active_grace_for_update", lambda session, user_id: None)
+    audits = len(audit_rows(tx, "grace.reset"))
+    resp = api("support").post(GRACE_URL, json={"user_id": "user-bob", "days": 30, "reason": "card expired"})
+    assert (resp.status_code, resp.get_json()["code"]) == (409, "conflict")
+    assert "Another change started a grace period for user-bob" in resp.get_json()["detail"]
+    [bob] = tx.scalars(select(GracePeriod).where(GracePeriod.user_id == "user-bob")).all()
+    assert (bob.reset_count, len(audit_rows(tx, "grace.reset"))) == (0, audits)
 
 
 ALICE = {"user_id": "user-alice"}

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import AuditEntry, BillingEvent, Customer, EventAttempt, GracePeriod, GraceStatus, Subscription
-from app.services import webhooks
+from app.services import grace, webhooks
 from app.services.plans import catalog_status
 from tests.factories import CustomerFactory, GracePeriodFactory, PlanFactory, SubscriptionFactory
 from tests.webhooks import OTHER_SECRET, deliver, event, fixture, invoice, sign, subscription
@@ -38,7 +38,9 @@ def stored(tx, event_id):
 
 
 def paying_customer(user_id, provider_customer_id, **subscription):
+    """A customer with a subscription, by default with the provider id `sub_` + the tail of the customer id."""
     CustomerFactory(user_id=user_id, provider_customer_id=provider_customer_id)
+    subscription.setdefault("provider_subscription_id", "sub_" + provider_customer_id.removeprefix("cus_"))
     return SubscriptionFactory(user_id=user_id, **subscription)
 
 
@@ -95,7 +97,9 @@ def test_a_duplicate_delivery_is_stored_and_processed_once(client, tx, starter, 
 
 def test_invoice_before_subscription_fails_then_succeeds_on_replay(client, api, tx, starter, frozen_clock):
     created = frozen_clock.now - timedelta(minutes=1)
-    paid = event("invoice.paid", invoice(customer="cus_new0001"), event_id="evt_inv", created=created)
+    paid = event(
+        "invoice.paid", invoice(customer="cus_new0001", subscription="sub_new0001"), event_id="evt_inv", created=created
+    )
     resp = deliver(client, paid, now=frozen_clock.now)
     assert resp.status_code == 200 and resp.get_json()["status"] == "failed"
     failed = stored(tx, "evt_inv")
@@ -124,11 +128,16 @@ def test_invoice_before_subscription_fails_then_succeeds_on_replay(client, api, 
 
 def test_replaying_a_processed_event_changes_no_balance_and_no_status(client, api, tx, frozen_clock):
     paying_customer("user-pay", "cus_pay", credits=700)
-    failed = event("invoice.payment_failed", invoice(customer="cus_pay"), event_id="evt_fail", created=frozen_clock.now)
+    failed = event(
+        "invoice.payment_failed",
+        invoice(customer="cus_pay", subscription="sub_pay"),
+        event_id="evt_fail",
+        created=frozen_clock.now,
+    )
     assert deliver(client, failed, now=frozen_clock.now).get_json()["status"] == "processed"
     paid = event(
         "invoice.paid",
-        invoice(customer="cus_pay"),
+        invoice(customer="cus_pay", subscription="sub_pay"),
         event_id="evt_paid",
         created=frozen_clock.now + timedelta(seconds=1),
     )
@@ -153,7 +162,12 @@ def test_replaying_a_processed_event_changes_no_balance_and_no_status(client, ap
 
 def test_a_failed_payment_starts_grace_and_a_paid_invoice_resolves_it(client, tx, app, frozen_clock):
     paying_customer("user-g", "cus_g")
-    failed = event("invoice.payment_failed", invoice(customer="cus_g"), event_id="evt_f", created=frozen_clock.now)
+    failed = event(
+        "invoice.payment_failed",
+        invoice(customer="cus_g", subscription="sub_g"),
+        event_id="evt_f",
+        created=frozen_clock.now,
+    )
     deliver(client, failed, now=frozen_clock.now)
     grace = tx.scalar(select(GracePeriod).where(GracePeriod.user_id == "user-g"))
     assert grace.status == "active" and grace.ends_at == frozen_clock.now + timedelta(
@@ -162,7 +176,7 @@ def test_a_failed_payment_starts_grace_and_a_paid_invoice_resolves_it(client, tx
     assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-g")) == "past_due"
     paid = event(
         "invoice.payment_succeeded",
-        invoice(customer="cus_g"),
+        invoice(customer="cus_g", subscription="sub_g"),
         event_id="evt_p",
         created=frozen_clock.now + timedelta(seconds=2),
     )
@@ -213,6 +227,63 @@ def test_the_end_of_a_replaced_subscription_does_not_cancel_its_successor(client
     assert (sub.status, sub.provider_subscription_id) == ("active", "sub_new0001")
     [attempt] = stored(tx, "evt_end").attempt_history
     assert "is about sub_old0001, not user-new's current subscription sub_new0001" in attempt.error
+
+
+@pytest.mark.parametrize(
+    "event_type, status, in_grace",
+    [
+        ("invoice.payment_failed", "active", False),  # e.g. a late failure of the subscription this one replaced
+        ("invoice.paid", "past_due", True),
+        ("invoice.payment_succeeded", "past_due", True),
+    ],
+)
+def test_an_invoice_of_another_subscription_changes_nothing(
+    client, api, tx, frozen_clock, event_type, status, in_grace
+):
+    current = paying_customer("user-cur", "cus_cur", status=status)
+    if in_grace:
+        GracePeriodFactory(user_id="user-cur", ends_at=frozen_clock.now + timedelta(days=2))
+    state = (current.status, current.version, current.last_event_created_at)
+    graces = tx.execute(select(GracePeriod.status, GracePeriod.ends_at)).all()
+    audits = rows(tx, AuditEntry)
+    other = invoice(customer="cus_cur", subscription="sub_old")
+    document = event(event_type, other, event_id="evt_other", created=frozen_clock.now)
+
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "ignored"
+    tx.refresh(current)
+    assert (current.status, current.version, current.last_event_created_at) == state
+    assert tx.execute(select(GracePeriod.status, GracePeriod.ends_at)).all() == graces
+    assert rows(tx, AuditEntry) == audits
+    why = f"ignored: {event_type} is about sub_old, not user-cur's current subscription sub_cur, which stays as it is"
+    assert [attempt.error for attempt in stored(tx, "evt_other").attempt_history] == [why]
+    [result] = api("admin").post(REPLAY, json={"event_id": "evt_other"}).get_json()["results"]
+    assert (result["status"], result["error"]) == ("ignored", why)
+
+
+def test_a_late_payment_failure_of_a_replaced_subscription_leaves_its_successor_active(
+    client, tx, starter, frozen_clock
+):
+    old_sub = {"sub_id": "sub_old0001", "created": frozen_clock.now - timedelta(minutes=5)}
+    deliver(client, sub_event(frozen_clock, "evt_old", **old_sub), now=frozen_clock.now)
+    deliver(client, sub_event(frozen_clock, "evt_new", sub_id="sub_new0001"), now=frozen_clock.now)
+    late = one_off(invoice(customer="cus_new0001", subscription="sub_old0001"))
+    late["subscription"] = "sub_old0001"  # as older API versions name it
+    document = event("invoice.payment_failed", late, event_id="evt_late", created=frozen_clock.now)
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "ignored"
+    sub = tx.scalar(select(Subscription).where(Subscription.user_id == "user-new"))
+    assert (sub.status, sub.provider_subscription_id) == ("active", "sub_new0001")
+    assert rows(tx, GracePeriod) == 0
+
+
+def test_an_invoice_applies_to_a_subscription_without_a_provider_id(client, tx, app, frozen_clock):
+    """Support granted it (or no subscription event named it yet): nothing to compare, so the invoice applies."""
+    paying_customer("user-granted", "cus_granted", provider_subscription_id=None)
+    failed = invoice(customer="cus_granted", subscription="sub_granted")
+    document = event("invoice.payment_failed", failed, event_id="evt_granted", created=frozen_clock.now)
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "processed"
+    sub = tx.scalar(select(Subscription).where(Subscription.user_id == "user-granted"))
+    assert (sub.status, sub.provider_subscription_id) == ("past_due", None)
+    assert tx.scalar(select(GracePeriod.status).where(GracePeriod.user_id == "user-granted")) == "active"
 
 
 def test_catalog_events_mark_the_catalog_stale_and_other_types_are_ignored(client, tx, frozen_clock):
@@ -317,7 +388,12 @@ def one_off(invoice_object):
 @pytest.mark.parametrize("event_type, status", [("invoice.payment_failed", "active"), ("invoice.paid", "canceled")])
 def test_a_one_off_invoice_changes_no_subscription_and_no_grace(client, tx, frozen_clock, event_type, status):
     paying_customer("user-one", "cus_one", status=status)
-    document = event(event_type, one_off(invoice(customer="cus_one")), event_id="evt_one_off", created=frozen_clock.now)
+    document = event(
+        event_type,
+        one_off(invoice(customer="cus_one", subscription="sub_one")),
+        event_id="evt_one_off",
+        created=frozen_clock.now,
+    )
     audits = rows(tx, AuditEntry)
     assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "ignored"
     assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-one")) == status
@@ -327,7 +403,12 @@ def test_a_one_off_invoice_changes_no_subscription_and_no_grace(client, tx, froz
 
 def test_an_invoice_naming_its_subscription_at_the_top_as_older_apis_do_is_applied(client, tx, frozen_clock):
     paying_customer("user-top", "cus_top", status="past_due")
-    document = event("invoice.paid", one_off(invoice(customer="cus_top")), event_id="evt_top", created=frozen_clock.now)
+    document = event(
+        "invoice.paid",
+        one_off(invoice(customer="cus_top", subscription="sub_top")),
+        event_id="evt_top",
+        created=frozen_clock.now,
+    )
     document["data"]["object"]["subscription"] = "sub_top"
     assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "processed"
     assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-top")) == "active"
@@ -336,7 +417,12 @@ def test_an_invoice_naming_its_subscription_at_the_top_as_older_apis_do_is_appli
 def test_a_failed_payment_during_an_active_grace_period_starts_no_second_one(client, tx, app, frozen_clock):
     paying_customer("user-twice", "cus_twice", status="past_due")
     GracePeriodFactory(user_id="user-twice", ends_at=frozen_clock.now + timedelta(days=2))
-    failed = event("invoice.payment_failed", invoice(customer="cus_twice"), event_id="evt_f2", created=frozen_clock.now)
+    failed = event(
+        "invoice.payment_failed",
+        invoice(customer="cus_twice", subscription="sub_twice"),
+        event_id="evt_f2",
+        created=frozen_clock.now,
+    )
     assert deliver(client, failed, now=frozen_clock.now).get_json()["status"] == "processed"
     [grace] = tx.scalars(select(GracePeriod).where(GracePeriod.user_id == "user-twice")).all()
     assert (grace.status, grace.ends_at) == ("active", frozen_clock.now + timedelta(days=2))
@@ -346,7 +432,31 @@ def test_a_failed_payment_during_an_active_grace_period_starts_no_second_one(cli
 def test_a_failed_payment_starts_grace_of_the_configured_length(client, tx, app, frozen_clock, monkeypatch):
     monkeypatch.setitem(app.config, "GRACE_PERIOD_DAYS", 3)
     paying_customer("user-three", "cus_three")
-    failed = event("invoice.payment_failed", invoice(customer="cus_three"), event_id="evt_f3", created=frozen_clock.now)
+    failed = event(
+        "invoice.payment_failed",
+        invoice(customer="cus_three", subscription="sub_three"),
+        event_id="evt_f3",
+        created=frozen_clock.now,
+    )
     deliver(client, failed, now=frozen_clock.now)
     grace = tx.scalar(select(GracePeriod).where(GracePeriod.user_id == "user-three"))
     assert grace.ends_at == frozen_clock.now + timedelta(days=3)
+
+
+def test_a_second_active_grace_period_fails_the_event_clearly_and_changes_nothing(
+    client, tx, frozen_clock, monkeypatch
+):
+    """Should a handler ever miss the active grace period (as one not locking the customer could, in a race), the
+    database still refuses a second one: the event fails with a clear error, to be retried, and nothing changes."""
+    paying_customer("user-clash", "cus_clash")
+    GracePeriodFactory(user_id="user-clash", ends_at=frozen_clock.now + timedelta(days=2))
+    monkeypatch.setattr(grace, "active_grace_for_update", lambda session, user_id: None)
+    failed = invoice(customer="cus_clash", subscription="sub_clash")
+    document = event("invoice.payment_failed", failed, event_id="evt_clash", created=frozen_clock.now)
+    audits = rows(tx, AuditEntry)
+    assert deliver(client, document, now=frozen_clock.now).get_json()["status"] == "failed"
+    assert stored(tx, "evt_clash").last_error == (
+        "Another change started a grace period for user-clash at the same moment; try again."
+    )
+    assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-clash")) == "active"
+    assert rows(tx, GracePeriod) == 1 and rows(tx, AuditEntry) == audits

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import AuditEntry, GracePeriod, Subscription
+from app.services import grace
 from tests.console.conftest import LOGIN
 from tests.console.test_forms import field_error
 from tests.factories import CustomerFactory, GracePeriodFactory, PlanFactory, SubscriptionFactory
@@ -176,6 +177,17 @@ def test_a_grace_reset_extends_the_period_and_says_before_and_after(agent, tx, f
     assert "user-alice: grace period ends_at: 2026-11-27 12:00 UTC → 2026-12-09 12:00 UTC; reset_count: 0 → 1." in page
     [entry] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "grace.reset")).all()
     assert entry.reason == "bank delay"
+
+
+def test_a_second_active_grace_period_is_refused_on_the_form(agent, tx, frozen_clock, monkeypatch):
+    """Should a reset ever miss the active grace period (in a race), the form says to try again; nothing changes."""
+    GracePeriodFactory(user_id="user-alice", ends_at=frozen_clock.now + timedelta(days=2))
+    monkeypatch.setattr(grace, "active_grace_for_update", lambda session, user_id: None)
+    resp = agent.submit(GRACE, {"user_id": "user-alice", "days": "14", "reason": "bank delay"})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and 'class="form-errors"' in page
+    assert "Another change started a grace period for user-alice at the same moment; try again." in page
+    assert tx.scalar(select(func.count()).select_from(GracePeriod)) == 1 and audit_count(tx) == 0
 
 
 def beside_the_form(page: str) -> str:

@@ -15,7 +15,9 @@ from tests.webhooks import SECRET, event, invoice, sign
 
 
 def receive_unknown_customer_invoice(now):
-    document = event("invoice.paid", invoice(customer="cus_nobody"), event_id="evt_retry", created=now)
+    document = event(
+        "invoice.paid", invoice(customer="cus_nobody", subscription="sub_nobody"), event_id="evt_retry", created=now
+    )
     raw = json.dumps(document).encode()
     return webhooks.receive(raw, sign(raw, timestamp=int(now.timestamp())), secrets=[SECRET], grace_days=7, now=now)
 
@@ -85,7 +87,7 @@ def test_the_worker_summarises_suppressed_failed_logins_and_purges_expired_idemp
 def test_a_retried_event_audits_its_changes_as_the_webhook_on_the_worker_channel(tx, frozen_clock):
     CustomerFactory(user_id="user-later", provider_customer_id="cus_nobody")
     receive_unknown_customer_invoice(frozen_clock.now)  # fails: user-later has no subscription yet
-    SubscriptionFactory(user_id="user-later", status="past_due")
+    SubscriptionFactory(user_id="user-later", status="past_due", provider_subscription_id="sub_nobody")
     GracePeriodFactory(user_id="user-later", ends_at=frozen_clock.now + timedelta(days=3))
     frozen_clock.advance(minutes=1)
     [result] = webhooks.drain_due(grace_days=7, now=frozen_clock.now)

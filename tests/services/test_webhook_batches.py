@@ -54,9 +54,8 @@ def past_due(frozen_clock, name):
 
 
 def payment_failed(frozen_clock, name):
-    return event(
-        "invoice.payment_failed", invoice(customer=f"cus_{name}"), event_id=f"evt_{name}", created=frozen_clock.now
-    )
+    document = invoice(customer=f"cus_{name}", subscription=f"sub_{name}")
+    return event("invoice.payment_failed", document, event_id=f"evt_{name}", created=frozen_clock.now)
 
 
 def ignored(frozen_clock, event_id):

@@ -47,7 +47,9 @@ def test_twenty_concurrent_duplicates_store_one_row_with_one_effect(own_app):
         db.session.add(Subscription(user_id="user-dup", plan="pro", status=SubscriptionStatus.ACTIVE, credits=5))
         db.session.commit()
     now = datetime.now(UTC)
-    document = event("invoice.payment_failed", invoice(customer="cus_dup"), event_id="evt_dup20", created=now)
+    document = event(
+        "invoice.payment_failed", invoice(customer="cus_dup", subscription="sub_dup"), event_id="evt_dup20", created=now
+    )
     raw = json.dumps(document).encode()
     header = sign(raw, timestamp=int(now.timestamp()))
     statuses = []
@@ -108,12 +110,20 @@ def test_two_workers_draining_small_batches_of_shared_users_run_each_event_once(
     with own_app.app_context():
         for n in range(4):
             db.session.add(Customer(user_id=f"user-{n}", provider_customer_id=f"cus_{n}"))
-            db.session.add(Subscription(user_id=f"user-{n}", plan="pro", status=SubscriptionStatus.PAST_DUE, credits=5))
+            db.session.add(
+                Subscription(
+                    user_id=f"user-{n}",
+                    plan="pro",
+                    status=SubscriptionStatus.PAST_DUE,
+                    credits=5,
+                    provider_subscription_id=f"sub_{n}",
+                )
+            )
         customers = [f"cus_{n % 4 if n // 4 % 2 else 3 - n % 4}" for n in range(40)]
         invoices = [
             event(
                 "invoice.paid",
-                invoice(customer=customer),
+                invoice(customer=customer, subscription=customer.replace("cus_", "sub_")),
                 event_id=f"evt_paid_{n}",
                 created=now - timedelta(minutes=40 - n),
             )

@@ -125,6 +125,7 @@ def _savepoint(session: Session | scoped_session) -> SessionTransaction | None:
 
 
 def _within(savepoint: SessionTransaction | None, transaction: SessionTransaction) -> bool:
+    """Whether an entry recorded in `savepoint` (None: outside any) is undone by `transaction` rolling back."""
     if not transaction.nested:
         return True  # the whole transaction rolled back
     while savepoint is not None and savepoint is not transaction:

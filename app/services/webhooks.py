@@ -30,7 +30,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.models.events import AttemptTrigger, BillingEvent, EventAttempt, EventStatus
 from app.services import audit, handlers
 from app.services.actor import Actor, Channel
-from app.services.errors import DomainError, InvalidInput, InvalidJSON, InvalidSignature, NotFound
+from app.services.errors import Conflict, DomainError, InvalidInput, InvalidJSON, InvalidSignature, NotFound
 from app.services.events import EventFilter, filtered
 from app.services.handlers import HandlerContext, Outcome
 from app.services.inputs import loads_json
@@ -444,10 +444,13 @@ def _run_batch(job: _Job, claim: _Claim, *, fall_back: bool = False) -> list[Eve
             _read_payloads(session, [event for event in events if job.runs_handler(event)])
             attempts = [job.run(session, event, among_others=len(events) > 1) for event in events]
             _save(session, attempts, job.now)
-    except Exception:
+    except Exception as exc:
         if not (fall_back and claimed):
             raise
-        log.exception("a batch of %d events failed; running each in a transaction of its own", len(claimed))
+        if isinstance(exc, Conflict):  # a deadlock with another batch: to be expected now and then
+            log.warning("a batch of %d events lost a lock race; running each alone: %s", len(claimed), exc.detail)
+        else:
+            log.exception("a batch of %d events failed; running each in a transaction of its own", len(claimed))
         return [result for pk in claimed for result in _run_batch(job, claim.alone(pk))]
     return [attempt.result for attempt in attempts]
 

@@ -157,7 +157,9 @@ def test_a_replay_batch_writes_the_results_and_audit_rows_of_one_event_at_a_time
     assert audit.verify_chain().ok
 
 
-def test_a_batch_that_fails_outside_the_savepoints_runs_again_one_event_per_transaction(tx, frozen_clock, monkeypatch):
+def test_a_batch_that_fails_outside_the_savepoints_runs_again_one_event_per_transaction(
+    tx, frozen_clock, monkeypatch, caplog
+):
     add_due(tx, frozen_clock, [ignored(frozen_clock, f"evt_{n}") for n in range(3)])
     save, batches = webhooks._save, []
 
@@ -171,6 +173,7 @@ def test_a_batch_that_fails_outside_the_savepoints_runs_again_one_event_per_tran
     results = webhooks.drain_due(grace_days=7, now=frozen_clock.now)
 
     assert batches == [["evt_0", "evt_1", "evt_2"], ["evt_0"], ["evt_1"], ["evt_2"]]
+    assert "a batch of 3 events failed" in caplog.text and "the connection dropped" in caplog.text
     assert [(r.event_id, r.status) for r in results] == [(f"evt_{n}", "ignored") for n in range(3)]
     assert sorted(tx.scalars(select(EventAttempt.trigger))) == ["retry"] * 3
     assert set(tx.scalars(select(BillingEvent.attempts))) == {2}
@@ -180,7 +183,7 @@ class _Deadlock(Exception):
     sqlstate = "40P01"  # what psycopg's DeadlockDetected carries
 
 
-def test_a_deadlock_in_a_handler_reruns_its_batch_one_event_per_transaction(tx, frozen_clock, monkeypatch):
+def test_a_deadlock_in_a_handler_reruns_its_batch_one_event_per_transaction(tx, frozen_clock, monkeypatch, caplog):
     """A lost lock race says nothing about the event: it is not recorded as the event's failure."""
     add_due(tx, frozen_clock, [ignored(frozen_clock, f"evt_{n}") for n in range(3)])
     handle, handled = handlers.handle, []
@@ -195,5 +198,6 @@ def test_a_deadlock_in_a_handler_reruns_its_batch_one_event_per_transaction(tx, 
     results = webhooks.drain_due(grace_days=7, now=frozen_clock.now)
 
     assert handled == ["evt_0", "evt_1", "evt_0", "evt_1", "evt_2"]
+    assert "a batch of 3 events lost a lock race" in caplog.text
     assert [(r.event_id, r.status) for r in results] == [(f"evt_{n}", "ignored") for n in range(3)]
     assert len(tx.scalars(select(EventAttempt)).all()) == 3

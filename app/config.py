@@ -16,6 +16,8 @@ ONE_MIB = 1024 * 1024
 MIN_ADMIN_KEY_LENGTH = 32
 MIN_SECRET_KEY_LENGTH = 32
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# inline: the receiver processes each webhook in the request; queue: it stores and acknowledges, workers process.
+WEBHOOK_PROCESSING_MODES = ("inline", "queue")
 MIN_AUDIT_KEY_LENGTH = 32
 # Fixed label of the audit key derived from SECRET_KEY when AUDIT_KEY is unset (changing it breaks every row).
 AUDIT_KEY_LABEL = b"billops audit chain key v1"
@@ -82,6 +84,13 @@ class Config:
             )
         self.AUDIT_KEYS = audit_keys(env.get("AUDIT_KEY"), self.SECRET_KEY)
         self.WEBHOOK_SECRETS = [s.strip() for s in env.get("WEBHOOK_SECRET", "").split(",") if s.strip()]
+        # docs/webhooks.md, "Processing modes": `queue` needs `billing worker` running (LISTEN/NOTIFY on PostgreSQL).
+        self.WEBHOOK_PROCESSING = env.get("WEBHOOK_PROCESSING", "inline")
+        if self.WEBHOOK_PROCESSING not in WEBHOOK_PROCESSING_MODES:
+            raise ConfigError(
+                f"WEBHOOK_PROCESSING must be 'inline' (process each webhook in the request) or 'queue' (store and "
+                f"acknowledge; `billing worker` processes), not {self.WEBHOOK_PROCESSING!r}."
+            )
         self.PLANS_PROVIDER = env.get("PLANS_PROVIDER", "catalog")
         if self.PLANS_PROVIDER not in ("catalog", "stripe"):
             raise ConfigError(f"PLANS_PROVIDER must be 'catalog' or 'stripe', not {self.PLANS_PROVIDER!r}.")
@@ -166,6 +175,7 @@ class TestConfig(Config):
             env["DATABASE_URL"] = env["TEST_DATABASE_URL"]
         env.pop("ADMIN_KEY", None)
         env.pop("WEBHOOK_SECRET", None)
+        env.pop("WEBHOOK_PROCESSING", None)
         env.pop("AUDIT_KEY", None)
         super().__init__(env)
         self.SESSION_COOKIE_SECURE = False

@@ -3,14 +3,25 @@
 
 `flask --app wsgi billing worker` loops until SIGTERM (or SIGINT), then finishes its batch and exits 0;
 `--once` drains what is due now and exits. Any number of workers may share one PostgreSQL database.
+
+On PostgreSQL an idle worker waits for the receiver's NOTIFY (`webhooks.QUEUE_CHANNEL`, sent when an event is
+queued) rather than sleeping, so queued events are processed right behind the receiver; it still wakes after
+`IDLE_SECONDS` for due retries and stranded events. On SQLite it polls every `IDLE_SECONDS`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import select
 import signal
 import threading
 from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import Engine
 
 from app import clock
 from app.extensions import db
@@ -20,8 +31,91 @@ from app.services.webhooks import EventResult
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 20  # events per round; a stop request is honoured between rounds
-IDLE_SECONDS = 5.0  # wait when nothing was due
+BATCH_SIZE = webhooks.BATCH_SIZE  # events per round, one transaction; a stop request is honoured between rounds
+IDLE_SECONDS = 5.0  # the longest wait when nothing was due (a notification ends it early)
+# libpq keepalives on the LISTEN connection: a peer gone without a word is noticed in about a minute.
+LISTEN_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+
+class Wakeup:
+    """How an idle worker waits: until a NOTIFY on `channel` (PostgreSQL), `interrupt()`, or the timeout.
+
+    It LISTENs on a dedicated autocommit connection (`conninfo`; None, as on SQLite, means no notifications: every
+    wait lasts its timeout). A lost connection is made again at the next wait; while the database cannot be
+    reached, waits last their timeout, so the worker falls back to polling and never stalls.
+    """
+
+    def __init__(self, conninfo: str | None, channel: str) -> None:
+        self.conninfo = conninfo
+        self.channel = channel
+        self._conn: psycopg.Connection | None = None
+        self._bell, self._ring = os.pipe()  # interrupt() writes; a wait watches the read end
+        os.set_blocking(self._bell, False)
+        os.set_blocking(self._ring, False)
+
+    @classmethod
+    def for_engine(cls, engine: Engine, channel: str) -> Wakeup:
+        if engine.dialect.name != "postgresql":
+            return cls(None, channel)
+        return cls(engine.url.set(drivername="postgresql").render_as_string(hide_password=False), channel)
+
+    def listen(self) -> bool:
+        """Connect and LISTEN, unless listening already; False (and a warning) when the database refuses."""
+        if self._conn is not None or self.conninfo is None:
+            return self._conn is not None
+        try:
+            conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10, **LISTEN_KEEPALIVES)
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        except psycopg.Error as exc:
+            log.warning("cannot LISTEN for queued events (%s); polling until it can", exc)
+            return False
+        self._conn = conn
+        return True
+
+    def wait(self, timeout: float) -> bool:
+        """True when events may be waiting: a notification came, or the connection was made again (what was sent
+        while it was down is lost); False when the timeout passed or `interrupt()` was called."""
+        if self._conn is None:
+            if self.conninfo is not None and self.listen():
+                return True
+            self._watch([], timeout)
+            return False
+        try:
+            return self._received() or (bool(self._watch([self._conn.fileno()], timeout)) and self._received())
+        except psycopg.Error as exc:
+            log.warning("lost the LISTEN connection (%s); listening again", exc)
+            self.close_connection()
+            return self.wait(timeout)  # listening again at once, or waiting out the timeout
+
+    def interrupt(self) -> None:
+        """End the current (or next) wait now; safe in a signal handler."""
+        with contextlib.suppress(BlockingIOError):  # the pipe is full: rung often enough already
+            os.write(self._ring, b"!")
+
+    def close_connection(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    def close(self) -> None:
+        self.close_connection()
+        os.close(self._bell)
+        os.close(self._ring)
+
+    def _received(self) -> bool:
+        """Read every notification that arrived, without waiting; raises when the server hung up."""
+        return len(list(self._conn.notifies(timeout=0))) > 0
+
+    def _watch(self, fds: list[int], timeout: float) -> list[int]:
+        """The `fds` readable within `timeout` (none when interrupted: the interruption is used up)."""
+        readable, _, _ = select.select([*fds, self._bell], [], [], timeout)
+        if self._bell in readable:
+            while True:
+                try:
+                    os.read(self._bell, 64)
+                except BlockingIOError:
+                    return []
+        return readable
 
 
 @dataclass
@@ -44,10 +138,13 @@ class RetryWorker:
         self.batch_size = batch_size
         self.idle_seconds = idle_seconds
         self._stop = threading.Event()
+        self._wakeup: Wakeup | None = None  # while run_forever runs
 
     def stop(self, *_signal_args: object) -> None:
-        """Ask the loop to exit after the current batch."""
+        """Ask the loop to exit after the current batch (at once when it is waiting)."""
         self._stop.set()
+        if self._wakeup is not None:
+            self._wakeup.interrupt()
 
     def run_round(self) -> RoundReport:
         """One batch of due events, then the grace periods whose end has passed and the housekeeping, at the
@@ -83,10 +180,18 @@ class RetryWorker:
         signal.signal(signal.SIGINT, self.stop)
 
     def run_forever(self) -> None:
-        """Loop until `stop` (see install_signal_handlers); the batch under way is finished first."""
-        log.info("retry worker started (batch %s, idle wait %s s)", self.batch_size, self.idle_seconds)
-        while not self._stop.is_set():
-            report = self.run_round()
-            if len(report.events) < self.batch_size:
-                self._stop.wait(self.idle_seconds)
+        """Loop until `stop` (see install_signal_handlers); the batch under way is finished first. When a round
+        finds less than a full batch, wait for a notification, at most `idle_seconds`."""
+        self._wakeup = Wakeup.for_engine(db.engine, webhooks.QUEUE_CHANNEL)
+        listening = self._wakeup.listen()  # before the first round: what is queued during it wakes the next
+        waits = "until a NOTIFY" if listening else "polling"
+        log.info("retry worker started (batch %s, idle: %s, at most %s s)", self.batch_size, waits, self.idle_seconds)
+        try:
+            while not self._stop.is_set():
+                report = self.run_round()
+                if len(report.events) < self.batch_size and not self._stop.is_set():
+                    self._wakeup.wait(self.idle_seconds)
+        finally:
+            wakeup, self._wakeup = self._wakeup, None
+            wakeup.close()
         log.info("retry worker stopped")

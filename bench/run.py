@@ -17,14 +17,17 @@ import http.client
 import json
 import os
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,17 +54,30 @@ class Sizes:
     batch: int  # replayed events, due retries per worker run
     requests: int  # override requests per scenario
     repeats: int  # timings per page read (the median is reported)
+    queue_workers: tuple[int, ...]  # `billing worker` processes behind the queue-mode receiver, one run each
 
 
 SIZES = {
-    "smoke": Sizes(2_000, 200, 200, 100, 64, 3),
-    "quick": Sizes(100_000, 10_000, 2_000, 2_000, 400, 5),
-    "full": Sizes(1_000_000, 100_000, 4_000, 10_000, 800, 7),
+    "smoke": Sizes(2_000, 200, 200, 100, 64, 3, (1,)),
+    "quick": Sizes(100_000, 10_000, 2_000, 10_000, 400, 5, (1, 2)),
+    "full": Sizes(1_000_000, 100_000, 4_000, 10_000, 800, 7, (1, 2)),
 }
+QUEUE_BUDGET = 600  # seconds for queued events to be processed before the run gives up
 
 
 # What a run measures, in this order (the last two with gunicorn stopped).
-STEPS = ("pages", "ingest", "replay", "export", "overrides", "audited_writes", "reconcile", "drain", "verify")
+STEPS = (
+    "pages",
+    "ingest",
+    "queue_mode",
+    "replay",
+    "export",
+    "overrides",
+    "audited_writes",
+    "reconcile",
+    "drain",
+    "verify",
+)
 
 
 @dataclass
@@ -83,13 +99,17 @@ class Bench:
         self.admin_key = "bok_bench_" + secrets.token_urlsafe(32)
         self.webhook_secret = "whsec_bench_" + secrets.token_urlsafe(24)
         self.rows: list[Row] = []
-        self.server: subprocess.Popen | None = None
+        self.server: subprocess.Popen | None = None  # gunicorn, WEBHOOK_PROCESSING=inline (every other figure)
         self.port = 0
+        self.queue_server: subprocess.Popen | None = None  # gunicorn, WEBHOOK_PROCESSING=queue, until queue_mode
+        self.queue_port = 0
+        self.queue_workers: list[subprocess.Popen] = []  # `billing worker` processes behind it
 
     # -- setup ----------------------------------------------------------------------------------------------------
 
-    def env(self) -> dict[str, str]:
+    def env(self, processing: str = "inline") -> dict[str, str]:
         return {
+            "WEBHOOK_PROCESSING": processing,
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/root"),
             "LANG": "C.UTF-8",
@@ -133,27 +153,48 @@ class Bench:
             conn.execute("VACUUM ANALYZE")
         self.rows.append(Row("bench-data (events/s written, COPY)", f"{self.sizes.events / seconds:,.0f}/s"))
 
-    def start_server(self, workers: int = 2, threads: int = 4) -> None:
+    def spawn_queue_side(self) -> None:
+        """gunicorn in queue mode and its first workers, started while bench-data fills the database (each process
+        spends seconds importing); they wait idle until queue_mode."""
+        self.queue_server, self.queue_port = self.spawn_server("queue")
+        self.queue_workers = self.start_workers(self.sizes.queue_workers[0])
+
+    def start_servers(self) -> None:
+        """gunicorn in inline mode (every figure but queue mode's), once both servers answer."""
+        self.server, self.port = self.spawn_server("inline")
+        for port in (self.port, self.queue_port):
+            self.wait_healthy(port)
+
+    def spawn_server(self, processing: str, workers: int = 2, threads: int = 4) -> tuple[subprocess.Popen, int]:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+            port = probe.getsockname()[1]
         cmd = [str(VENV_BIN / "gunicorn"), "-w", str(workers), "--threads", str(threads), "--timeout", "600"]
-        self.server = subprocess.Popen(
-            [*cmd, "-b", f"127.0.0.1:{self.port}", "wsgi:app"], cwd=ROOT, env=self.env(), stderr=subprocess.DEVNULL
+        server = subprocess.Popen(
+            [*cmd, "-b", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=ROOT,
+            env=self.env(processing),
+            stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
+        return server, port
+
+    def wait_healthy(self, port: int) -> None:
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if self.request("GET", "/healthz", auth=False)[0] == 200:
-                    return
+                with closing(self.connect(port)) as conn:
+                    if self.request("GET", "/healthz", auth=False, conn=conn)[0] == 200:
+                        return
             except OSError:
                 time.sleep(0.2)
-        raise SystemExit("gunicorn did not answer /healthz within 30 s")
+        raise SystemExit("gunicorn did not answer /healthz within 60 s")
 
-    def stop_server(self) -> None:
-        if self.server and self.server.poll() is None:
-            self.server.terminate()
-            self.server.wait(timeout=30)
+    def stop_servers(self) -> None:
+        self.stop_workers(self.queue_workers)
+        for server in (self.server, self.queue_server):
+            if server and server.poll() is None:
+                server.terminate()
+                server.wait(timeout=30)
 
     # -- HTTP -----------------------------------------------------------------------------------------------------
 
@@ -172,10 +213,10 @@ class Bench:
             conn.close()
         return response.status, data, seconds
 
-    def connect(self) -> http.client.HTTPConnection:
+    def connect(self, port: int | None = None) -> http.client.HTTPConnection:
         """A keep-alive connection with Nagle off, as curl and HTTP client libraries have it: http.client sends
         a POST's headers and body in two writes, and Nagle with delayed ACKs would add ~20-40 ms to each."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=600)
         conn.connect()
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
@@ -191,13 +232,13 @@ class Bench:
         timings = [self.get_json(path, **query) for _ in range(self.sizes.repeats)]
         return timings[-1][0], statistics.median(seconds for _, seconds in timings)
 
-    def in_threads(self, jobs: list, clients: int, run: Callable) -> tuple[float, list[float]]:
+    def in_threads(self, jobs: list, clients: int, run: Callable, port: int | None = None) -> tuple[float, list]:
         """Run `run(conn, job)` for every job on `clients` threads, each with its own keep-alive connection."""
         local = threading.local()
 
         def call(job):
             if not hasattr(local, "conn"):
-                local.conn = self.connect()
+                local.conn = self.connect(port)
             return run(local.conn, job)
 
         started = time.perf_counter()
@@ -222,18 +263,18 @@ class Bench:
             for n in range(self.sizes.ingest)
         ]
 
+    def deliver(self, conn, body: bytes) -> str:
+        """POST one signed delivery; the event's status in the answer."""
+        header = signature_header(body, self.webhook_secret, timestamp=int(time.time()))
+        headers = {"Stripe-Signature": header, "Content-Type": "application/json"}
+        status, data, _ = self.request("POST", "/v1/billing/webhooks", body, headers, auth=False, conn=conn)
+        if status != 200:
+            raise SystemExit(f"webhook answered {status}: {data[:300]!r}")
+        return json.loads(data)["status"]
+
     def ingest(self) -> None:
         bodies = self.deliveries("ingest")
-
-        def deliver(conn, body):
-            header = signature_header(body, self.webhook_secret, timestamp=int(time.time()))
-            headers = {"Stripe-Signature": header, "Content-Type": "application/json"}
-            status, data, seconds = self.request("POST", "/v1/billing/webhooks", body, headers, auth=False, conn=conn)
-            if status != 200:
-                raise SystemExit(f"webhook answered {status}: {data[:300]!r}")
-            return seconds
-
-        http_seconds, _ = self.in_threads(bodies, 8, deliver)
+        http_seconds, _ = self.in_threads(bodies, 8, self.deliver)
         bare_seconds = self.bare_inserts(self.deliveries("bare"))
         with psycopg.connect(self.url) as conn:
             processed = conn.execute(
@@ -279,6 +320,117 @@ class Bench:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(insert, bodies))
         return time.perf_counter() - started
+
+    def queue_mode(self) -> None:
+        """Ingest through the queue-mode gunicorn with each count of `billing worker` processes behind it, then
+        stop them and that gunicorn (every later figure uses the inline one)."""
+        try:
+            for workers in self.sizes.queue_workers:
+                self.queue_workers += self.start_workers(workers - len(self.queue_workers))
+                self.wait_listening(self.queue_workers)
+                self.ingest_queued(workers)
+        finally:
+            self.stop_workers(self.queue_workers)
+            self.queue_workers = []
+            self.queue_server.terminate()
+            self.queue_server.wait(timeout=30)
+
+    def ingest_queued(self, workers: int) -> None:
+        prefix = f"evt_queue{workers}_"
+        bodies = self.deliveries(prefix.removeprefix("evt_").rstrip("_"))
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            [last_id] = conn.execute("SELECT coalesce(max(id), 0) FROM billing_events").fetchone()
+            started = time.perf_counter()
+            http_seconds, answers = self.in_threads(bodies, 8, self.deliver, port=self.queue_port)
+            processed_seconds = self.wait_processed(conn, last_id, started)
+            stored, processed, attempts, p50, p99 = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE status <> 'received'),"
+                " (SELECT count(*) FROM billing_event_attempts WHERE event_pk > %(id)s),"
+                " percentile_cont(0.5) WITHIN GROUP (ORDER BY processed_at - received_at),"
+                " percentile_cont(0.99) WITHIN GROUP (ORDER BY processed_at - received_at)"
+                " FROM billing_events WHERE id > %(id)s AND event_id LIKE %(prefix)s",
+                {"id": last_id, "prefix": prefix + "%"},
+            ).fetchone()
+        acknowledged = answers.count("received")
+        if not acknowledged == stored == processed == attempts == len(bodies):
+            raise SystemExit(
+                f"queue mode: {acknowledged} acknowledged as received, {stored} stored, {processed} processed, "
+                f"{attempts} attempts, for {len(bodies)} deliveries"
+            )
+        rate, bare = len(bodies) / http_seconds, len(bodies) / self.bare_inserts(self.deliveries(f"bare_q{workers}"))
+        label = f"queue mode, {workers} worker(s)"
+        self.rows += [
+            Row(
+                f"webhook ingest, 8 clients, {label}: acknowledged",
+                f"{rate:,.0f}/s",
+                f"{bare:,.0f}/s bare INSERT",
+                f"{rate / bare:.2f}",
+                ">= 0.5",
+            ),
+            Row(
+                f"events fully processed, {label} (first send to last processed)",
+                f"{len(bodies) / processed_seconds:,.0f} events/s",
+                "",
+                "",
+                ">= 1,000/s",
+            ),
+            Row(
+                f"processing lag (processed_at - received_at), {label}",
+                f"p50 {_ms(p50.total_seconds())}, p99 {_ms(p99.total_seconds())}",
+                "",
+                "",
+                f"{processed:,}/{acknowledged:,} acknowledged events stored and processed, {attempts:,} attempts",
+            ),
+        ]
+
+    def wait_processed(self, conn: psycopg.Connection, last_id: int, started: float) -> float:
+        """Seconds from `started` until no event stored after `last_id` is left unprocessed (polled every 20 ms,
+        through the status index: bench-data writes no `received` events)."""
+        deadline = time.monotonic() + QUEUE_BUDGET
+        waiting = "SELECT EXISTS (SELECT FROM billing_events WHERE status = 'received' AND id > %s)"
+        while conn.execute(waiting, (last_id,)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"queued events were still unprocessed after {QUEUE_BUDGET} s")
+            time.sleep(0.02)
+        return time.perf_counter() - started
+
+    def start_workers(self, count: int) -> list[subprocess.Popen]:
+        cmd = [str(VENV_BIN / "flask"), "--app", "wsgi", "billing", "worker"]
+        return [
+            subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=self.env("queue"),
+                stdout=subprocess.DEVNULL,
+                stderr=tempfile.TemporaryFile(),  # read when the worker fails
+            )
+            for _ in range(count)
+        ]
+
+    def wait_listening(self, procs: list[subprocess.Popen]) -> None:
+        """Until every worker LISTENs for queued events."""
+        deadline = time.monotonic() + 60
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while True:
+                listening = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+                ).fetchone()[0]
+                if listening >= len(procs):
+                    return
+                if any(proc.poll() is not None for proc in procs) or time.monotonic() > deadline:
+                    self.stop_workers(procs)
+                    raise SystemExit("billing worker did not start listening")
+                time.sleep(0.1)
+
+    def stop_workers(self, procs: list[subprocess.Popen]) -> None:
+        """SIGTERM, as a deployment stops them: each finishes its batch and exits 0."""
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            if proc.wait(timeout=60) != 0:
+                proc.stderr.seek(0)
+                raise SystemExit(f"billing worker exited {proc.returncode}:\n{proc.stderr.read().decode()[-2000:]}")
 
     def pages(self) -> None:
         events = f"{API}/events"
@@ -584,22 +736,24 @@ def main() -> None:
             bench.flask("db", "upgrade")  # as a release would
         else:
             bench.create_database()
+        bench.spawn_queue_side()
+        if not args.existing:
             bench.fill()
-        bench.start_server()
+        bench.start_servers()
         for step in (getattr(bench, name) for name in STEPS[:-2] if name in wanted):
             done = len(bench.rows)
             step()
             print(f"  done: {step.__name__} (t+{time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
             for row in bench.rows[done:]:  # as they come, so an interrupted run still shows what it measured
                 print(f"    {row.figure}: {row.value} {row.baseline} {row.ratio}", file=sys.stderr, flush=True)
-        bench.stop_server()
+        bench.stop_servers()
         if "drain" in wanted:
             bench.drain(1)
             bench.drain(2)
         if "verify" in wanted:
             bench.verify()
     finally:
-        bench.stop_server()
+        bench.stop_servers()
         if not (args.keep_db or args.existing):
             bench.drop_database()
     header = (

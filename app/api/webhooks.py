@@ -52,11 +52,14 @@ class WebhookReceiver(MethodView):
     @bp.alt_response(400, **problem_response("`invalid_signature` or `invalid_json`: nothing was stored"))
     @bp.alt_response(413, **problem_response("The body is over 1 MiB: nothing was stored"))
     def post(self):
-        """Receive a signed event: stored, committed, then processed; 200 once stored, whatever the handler did."""
+        """Receive a signed event: stored, committed, then processed (or, with `WEBHOOK_PROCESSING=queue`, left to
+        the workers); 200 once stored, whatever the handler did."""
+        config = current_app.config
         return webhooks.receive(
             request.get_data(cache=False),
             request.headers.get(SIGNATURE_HEADER),
-            secrets=current_app.config["WEBHOOK_SECRETS"],
-            grace_days=current_app.config["GRACE_PERIOD_DAYS"],
+            secrets=config["WEBHOOK_SECRETS"],
+            grace_days=config["GRACE_PERIOD_DAYS"],
             now=clock.utcnow(),
+            queue=config["WEBHOOK_PROCESSING"] == "queue",
         )

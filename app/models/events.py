@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -35,8 +35,14 @@ class BillingEvent(db.Model):
         Index("ix_billing_events_status_created_at", "status", "created_at", "id"),
         Index("ix_billing_events_user_id_created_at", "user_id", "created_at", "id"),
         Index("ix_billing_events_type_created_at", "type", "created_at", "id"),
-        # The worker's claim: failed events whose retry is due.
-        Index("ix_billing_events_status_next_retry_at", "status", "next_retry_at"),
+        # The workers' claim (migration 0004): claimable events in the order they are due, and only those.
+        Index(
+            "ix_billing_events_due",
+            "next_retry_at",
+            "id",
+            postgresql_where=text("status IN ('received', 'failed')"),
+            sqlite_where=text("status IN ('received', 'failed')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)

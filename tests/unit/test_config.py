@@ -55,6 +55,7 @@ def test_defaults_follow_the_product_contract(tmp_path):
     assert config.MAX_CONTENT_LENGTH == 1024 * 1024
     assert config.ADMIN_KEY is None
     assert config.WEBHOOK_SECRETS == []
+    assert config.WEBHOOK_PROCESSING == "inline"
 
 
 @pytest.mark.parametrize(
@@ -85,6 +86,7 @@ def test_every_webhook_secret_is_kept_for_rotation():
         ({"BILLOPS_ENV": "test", "LOG_LEVEL": "chatty"}, "LOG_LEVEL must be one of"),
         ({"BILLOPS_ENV": "development", "ADMIN_KEY": "hunter2"}, "ADMIN_KEY must be at least 32 characters"),
         ({"BILLOPS_ENV": "test", "TRUSTED_PROXY_COUNT": "-1"}, "TRUSTED_PROXY_COUNT must be at least 0"),
+        ({"BILLOPS_ENV": "test", "WEBHOOK_PROCESSING": "Queue"}, "WEBHOOK_PROCESSING must be 'inline' .* or 'queue'"),
     ],
 )
 def test_invalid_settings_stop_start_up_with_a_clear_message(env, message):
@@ -108,6 +110,10 @@ def test_the_flask_command_refuses_to_start_in_production_without_a_secret_key(t
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("billops cannot start: SECRET_KEY is not set")
     assert "Traceback" not in result.stderr
+
+
+def test_webhook_processing_accepts_queue():
+    assert Config({"BILLOPS_ENV": "test", "WEBHOOK_PROCESSING": "queue"}).WEBHOOK_PROCESSING == "queue"
 
 
 def test_a_dotenv_file_in_the_working_directory_is_read(tmp_path):

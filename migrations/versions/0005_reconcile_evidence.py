@@ -15,8 +15,8 @@ Stop the previous release's receivers and workers first (the provider retries un
 event they processed after the upgrade read its customer would be missing from the evidence. An event the current
 reader cannot read (none should be: it was read when it was processed) is logged and left out.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-30
 
 """
@@ -34,8 +34,8 @@ from app.services import evidence
 from app.services.errors import HandlerError
 from app.services.handlers import SUBSCRIPTION_EVENT_TYPES, implied_by
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

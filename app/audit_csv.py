@@ -63,25 +63,28 @@ def _finish_visibly(lines: Iterator[str]) -> Iterator[str]:
         )
 
 
-def _csv_row(entry: Row) -> list[str]:
-    values = [
-        entry.id,
-        entry.created_at.isoformat(),
-        entry.actor,
-        entry.action,
-        entry.user_id,
-        entry.reason,
-        _json(entry.before),
-        _json(entry.after),
-        _json(entry.context),
+def _csv_row(entry: Row) -> list:
+    """The row's cells; the id and the ISO time cannot start a formula, None is written as an empty cell."""
+    row_id, created_at, actor, action, user_id, reason, before, after, context = entry
+    return [
+        row_id,
+        created_at.isoformat(),
+        _cell(actor),
+        _cell(action),
+        _cell(user_id),
+        _cell(reason),
+        _cell(_json(before)),
+        _cell(_json(after)),
+        _cell(_json(context)),
     ]
-    return [_cell(value) for value in values]
+
+
+_ENCODE = json.JSONEncoder(sort_keys=True).encode  # json.dumps(value, sort_keys=True), without its set-up per call
 
 
 def _json(value) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True)
+    return None if value is None else _ENCODE(value)
 
 
-def _cell(value) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+def _cell(text: str | None) -> str | None:
+    return "'" + text if text and text.startswith(_FORMULA_START) else text

@@ -65,6 +65,21 @@ SIZES = {
 QUEUE_BUDGET = 600  # seconds for queued events to be processed before the run gives up
 
 
+# What a run measures, in this order (the last two with gunicorn stopped).
+STEPS = (
+    "pages",
+    "ingest",
+    "queue_mode",
+    "replay",
+    "export",
+    "overrides",
+    "audited_writes",
+    "reconcile",
+    "drain",
+    "verify",
+)
+
+
 @dataclass
 class Row:
     figure: str
@@ -707,37 +722,39 @@ def main() -> None:
     parser.add_argument("--database", default=f"billops_bench_run_{os.getpid()}")
     parser.add_argument("--keep-db", action="store_true", help="leave the database for a look afterwards")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
+    parser.add_argument(
+        "--existing", action="store_true", help="measure --database as filled earlier (upgraded first; not dropped)"
+    )
+    parser.add_argument("--only", type=lambda text: set(text.split(",")), help=f"some steps: {','.join(STEPS)}")
     args = parser.parse_args()
     sizes = SIZES[args.size or "full"]
     bench = Bench(sizes, args.pg, args.database)
+    wanted = args.only or set(STEPS)
     started = time.perf_counter()
     try:
-        bench.create_database()
+        if args.existing:
+            bench.flask("db", "upgrade")  # as a release would
+        else:
+            bench.create_database()
         bench.spawn_queue_side()
-        bench.fill()
+        if not args.existing:
+            bench.fill()
         bench.start_servers()
-        for step in (
-            bench.pages,
-            bench.ingest,
-            bench.queue_mode,
-            bench.replay,
-            bench.export,
-            bench.overrides,
-            bench.audited_writes,
-            bench.reconcile,
-        ):
+        for step in (getattr(bench, name) for name in STEPS[:-2] if name in wanted):
             done = len(bench.rows)
             step()
             print(f"  done: {step.__name__} (t+{time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
             for row in bench.rows[done:]:  # as they come, so an interrupted run still shows what it measured
                 print(f"    {row.figure}: {row.value} {row.baseline} {row.ratio}", file=sys.stderr, flush=True)
         bench.stop_servers()
-        bench.drain(1)
-        bench.drain(2)
-        bench.verify()
+        if "drain" in wanted:
+            bench.drain(1)
+            bench.drain(2)
+        if "verify" in wanted:
+            bench.verify()
     finally:
         bench.stop_servers()
-        if not args.keep_db:
+        if not (args.keep_db or args.existing):
             bench.drop_database()
     header = (
         f"billops benchmark ({args.size or 'full'}: {sizes.events:,} events, {sizes.subscriptions:,} "

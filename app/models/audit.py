@@ -3,10 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, String, Text
+from sqlalchemy import BigInteger, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
+
+# Audited changes of a subscription made by a person or a tool rather than a webhook handler (whose event is the
+# evidence): reconcile's manual steps, read through the partial index below. Literals, not parameters, so that
+# PostgreSQL can match the query to the index in any plan.
+MANUAL_SUBSCRIPTION_CHANGE = text(
+    "action IN ('entitlements.override', 'subscription.update', 'reconcile.apply') AND actor NOT LIKE 'webhook:%'"
+)
 
 
 class AuditEntry(db.Model):
@@ -21,6 +28,12 @@ class AuditEntry(db.Model):
         Index("ix_billing_admin_audit_created_at", "created_at"),
         # Failed authentications in a period (the audit log filtered by action and time).
         Index("ix_billing_admin_audit_action_created_at", "action", "created_at"),
+        Index(
+            "ix_billing_admin_audit_manual_changes",
+            "user_id",
+            postgresql_where=MANUAL_SUBSCRIPTION_CHANGE,
+            sqlite_where=MANUAL_SUBSCRIPTION_CHANGE,
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)

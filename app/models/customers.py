@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -20,3 +21,6 @@ class Customer(db.Model):
     email: Mapped[str | None] = mapped_column(String(320), index=True)
     created_at: Mapped[datetime] = mapped_column(default=now_default)
     updated_at: Mapped[datetime] = mapped_column(default=now_default, onupdate=now_default)
+    # Reconcile's evidence: per subscription field, the value the event applied last set, and which event
+    # (app/services/evidence.py). Read by reconcile only, so not loaded with the customer unless asked for.
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(deferred=True)

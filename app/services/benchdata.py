@@ -31,7 +31,7 @@ from app.models.events import BillingEvent, EventAttempt
 from app.models.grace import GracePeriod
 from app.models.plans import Plan
 from app.models.subscriptions import Subscription
-from app.services import audit, reconcile
+from app.services import audit, evidence, handlers, reconcile
 from app.services.catalog import load_catalog
 from app.services.errors import RuleViolation
 from app.services.uow import unit_of_work
@@ -256,6 +256,7 @@ def _event_writer(templates: dict[str, str], subscriptions: int):
         stored = select(BillingEvent.event_id, BillingEvent.id).where(BillingEvent.event_id.in_(keys))
         pks = dict(session.execute(stored).tuples().all())
         bulk_insert(session, EventAttempt.__table__, [_attempt_row(row, pks[row["event_id"]]) for row in events])
+        _keep_evidence(session, events, pks)
         bulk_insert(session, AuditEntry.__table__, audit.seal_batch(session, drafts))
         report.events += len(events)
         report.audit_rows += len(drafts)
@@ -295,6 +296,24 @@ def _event_row(templates, prices, rng: random.Random, index: int, user: int, eve
         "processed_at": None if failed else received + timedelta(milliseconds=rng.randrange(2, 40)),
         "updated_at": received,
     }
+
+
+def _keep_evidence(session: Session, events: list[dict[str, Any]], pks: dict[str, int]) -> None:
+    """Keep what the processed subscription and invoice events set on their customers, as the handler keeps it."""
+    applied = [
+        row for row in events if row["status"] == "processed" and row["type"] in handlers.SUBSCRIPTION_EVENT_TYPES
+    ]
+    customers = Customer.__table__
+    users = {row["user_id"] for row in applied}
+    stmt = select(customers.c.user_id, customers.c.evidence).where(customers.c.user_id.in_(users))
+    kept = dict(session.execute(stmt).tuples().all())
+    for row in applied:
+        event = evidence.Applied(row["processed_at"], pks[row["event_id"]], row["type"], row["event_id"])
+        implied = handlers.implied_by(row["type"], json.loads(row["payload"]))
+        kept[row["user_id"]] = evidence.merged(kept[row["user_id"]], implied, event)
+    store = update(customers).where(customers.c.user_id == bindparam("who")).values(evidence=bindparam("kept"))
+    if kept:
+        session.execute(store, [{"who": user, "kept": document} for user, document in kept.items()])
 
 
 def _attempt_row(event: dict[str, Any], pk: int) -> dict[str, Any]:

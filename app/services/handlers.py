@@ -54,6 +54,7 @@ class Outcome:
     status: EventStatus  # processed or ignored (a failure is raised as HandlerError)
     note: str | None = None  # why it was ignored
     user_id: str | None = None
+    implied: Implied | None = None  # what an applied subscription or invoice event said (reconcile's evidence)
 
 
 @dataclass(frozen=True)
@@ -421,7 +422,7 @@ def handle_subscription_or_invoice(session: Session, event: BillingEvent, ctx: H
     apply_change(session, change, target[2], ctx)
     if change.ignored:
         return Outcome(EventStatus.IGNORED, change.ignored, change.user_id)
-    return Outcome(EventStatus.PROCESSED, None, change.user_id)
+    return Outcome(EventStatus.PROCESSED, None, change.user_id, implied)
 
 
 def handle_invoice(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:

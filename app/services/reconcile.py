@@ -20,19 +20,19 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import stripe
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Select, and_, any_, bindparam, select, true
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.extensions import db
-from app.models.audit import AuditEntry
+from app.models.audit import MANUAL_SUBSCRIPTION_CHANGE, AuditEntry
 from app.models.customers import Customer
-from app.models.events import BillingEvent, EventStatus
 from app.models.plans import Plan
 from app.models.subscriptions import Subscription, SubscriptionStatus
-from app.services import audit, handlers
+from app.services import audit, evidence, handlers
 from app.services.actor import Actor
 from app.services.errors import InvalidInput, NotFound, ProviderUnavailable
 from app.services.handlers import SubscriptionState
@@ -43,14 +43,11 @@ from app.services.uow import unit_of_work
 
 # Customers read (with their evidence) per query: memory stays bounded at any table size, and a page that fills up
 # early has read the evidence of at most this many customers it does not report on.
-BATCH_SIZE = 100
-EVENT_ROWS = 500  # event rows fetched at a time (payloads are ~5 KB; a busy customer can have thousands of events)
+BATCH_SIZE = 500
 # Customers one page examines at most, so a page costs the same however sparse the mismatches are.
 SCAN_BUDGET = {"events": 5000, "provider": 100}  # the provider costs an HTTP request per customer
 MAX_APPLY_USER_IDS = 1000
 STRIPE_REQUESTS_PER_SECOND = 25  # Stripe allows 100 read requests/s in live mode, 25 in test mode
-# Audited changes of a subscription made by a person or tool rather than a webhook (whose event is the evidence).
-MANUAL_ACTIONS = ("entitlements.override", "subscription.update", "reconcile.apply")
 COMPARED = ("status", "plan", "valid_until")
 UNKNOWN = SubscriptionState(
     plan=None, status=SubscriptionStatus.UNPAID, valid_until=None, provider_subscription_id=None
@@ -116,13 +113,14 @@ class Stored:
     user_id: str
     provider_customer_id: str | None
     state: SubscriptionState | None  # None: no subscription row
+    evidence: dict[str, Any] | None  # what its applied events set (`app/services/evidence.py`)
 
     @classmethod
     def of(cls, row: Row) -> Stored:
         state = None
         if row.subscription_id is not None:
             state = SubscriptionState(row.plan, row.status, row.valid_until, row.provider_subscription_id)
-        return cls(row.user_id, row.provider_customer_id, state)
+        return cls(row.user_id, row.provider_customer_id, state, row.evidence)
 
 
 # -- comparing ----------------------------------------------------------------------------------------------------
@@ -162,9 +160,8 @@ def _plan_codes(session: Session) -> dict[str, str]:
 # -- evidence from events -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Step:
-    """One thing that set fields of a subscription, in the order it was applied."""
+class _Step(NamedTuple):
+    """One thing that set fields of a subscription; steps were applied in the order of (at, rank, seq)."""
 
     at: datetime
     rank: int  # at the same instant, manual changes (0) came before events (1): seed data, then its events
@@ -172,6 +169,9 @@ class _Step:
     fields: dict[str, Any]
     why: str
     action: str  # the audit action of a manual change, or the event's type
+
+
+Latest = dict[str, _Step]  # per field, the step applied last of those that set it
 
 
 class EventsSource:
@@ -184,65 +184,59 @@ class EventsSource:
         self.plans = _plan_codes(session)
 
     def evidence(self, customers: Sequence[Stored]) -> dict[str, Evidence]:
-        return {user_id: _fold(user_steps) for user_id, user_steps in self.steps(customers).items()}
+        return {user_id: _evidence(latest) for user_id, latest in self.latest(customers).items()}
 
-    def steps(self, customers: Sequence[Stored]) -> dict[str, list[_Step]]:
-        """Per customer, every event and manual change that set compared fields (unordered)."""
-        steps: dict[str, list[_Step]] = {customer.user_id: [] for customer in customers}
-        for user_id, step in (*self._event_steps(list(steps)), *self._manual_steps(list(steps))):
-            steps[user_id].append(step)
-        return steps
+    def latest(self, customers: Sequence[Stored]) -> dict[str, Latest]:
+        """Per customer, per field, the event or manual change applied last of those that set it.
 
-    def _event_steps(self, user_ids: Sequence[str]) -> Iterator[tuple[str, _Step]]:
-        stmt = (
-            select(
-                BillingEvent.id,
-                BillingEvent.event_id,
-                BillingEvent.type,
-                BillingEvent.user_id,
-                BillingEvent.payload,
-                BillingEvent.processed_at,
-                BillingEvent.received_at,
+        Applying every step in order leaves each field as the last step that set it left it, so this is what
+        folding them would give. The events' part was kept that way as they were applied (`evidence`).
+        """
+        latest: dict[str, Latest] = {customer.user_id: self._event_steps(customer) for customer in customers}
+        for user_id, step in self._manual_steps(list(latest)):
+            _keep_if_later(latest[user_id], step)
+        return latest
+
+    def _event_steps(self, customer: Stored) -> Latest:
+        """Per field, the applied event that set it last, from the customer's evidence (never the payloads)."""
+        latest: Latest = {}
+        for kept in evidence.fields(customer.evidence):
+            event = kept.event
+            step = _Step(
+                event.at,
+                1,
+                event.pk,
+                self._fields(kept.field, kept.value),
+                f"{event.type} {event.event_id}",
+                event.type,
             )
-            .where(
-                BillingEvent.user_id.in_(user_ids),
-                BillingEvent.status == EventStatus.PROCESSED,
-                BillingEvent.type.in_(handlers.SUBSCRIPTION_EVENT_TYPES),
-            )
-            .order_by(BillingEvent.id)
-            .execution_options(yield_per=EVENT_ROWS)
-        )
-        for event in self.session.execute(stmt):
-            implied = handlers.implied_by(event.type, event.payload)
-            plan = self.plans.get(implied.price_id) if implied.price_id else None
-            after = handlers.merge_state(None, implied, plan)
-            fields = {name: getattr(after, name) for name in _set_by(implied, plan)}
-            why = f"{event.type} {event.event_id}"
-            yield event.user_id, _Step(event.processed_at or event.received_at, 1, event.id, fields, why, event.type)
+            for name in step.fields:
+                latest[name] = step
+        return latest
+
+    def _fields(self, name: str, value: Any) -> dict[str, Any]:
+        """What an event's kept value sets: its price sets the plan of that price in today's catalog, if any."""
+        if name != "price_id":
+            return {name: value}
+        return {"plan": self.plans[value]} if value in self.plans else {}
 
     def _manual_steps(self, user_ids: Sequence[str]) -> Iterator[tuple[str, _Step]]:
         stmt = select(
             AuditEntry.id, AuditEntry.created_at, AuditEntry.actor, AuditEntry.action, AuditEntry.user_id
         ).add_columns(AuditEntry.before, AuditEntry.after)
-        stmt = stmt.where(
-            AuditEntry.user_id.in_(user_ids),
-            AuditEntry.action.in_(MANUAL_ACTIONS),
-            AuditEntry.actor.not_like("webhook:%"),
-        ).order_by(AuditEntry.id)
+        stmt = stmt.where(_among(self.session, AuditEntry.user_id, user_ids), MANUAL_SUBSCRIPTION_CHANGE)
         for entry in self.session.execute(stmt):
             fields = _changed_fields(entry.before, entry.after)
             why = f"{entry.action} by {entry.actor} (audit entry {entry.id})"
             yield entry.user_id, _Step(entry.created_at, 0, entry.id, fields, why, entry.action)
 
 
-def _set_by(implied: handlers.Implied, plan: str | None) -> list[str]:
-    """The fields `merge_state` sets from `implied` (those it leaves alone are not evidence)."""
-    present = {
-        "plan": plan,
-        "valid_until": implied.valid_until,
-        "provider_subscription_id": implied.provider_subscription_id,
-    }
-    return ["status", *(name for name, value in present.items() if value is not None)]
+def _among(session: Session, column, values: Sequence[str]):
+    """`column IN values`; on PostgreSQL `= ANY` one array, so the statement does not grow with the batch (psycopg
+    parses a statement of more than 50 parameters anew each time, and SQLAlchemy expands each parameter)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return column.in_(values)
+    return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
 
 
 def _changed_fields(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
@@ -264,27 +258,22 @@ def _typed(name: str, value: Any) -> Any:
     return value
 
 
-def _fold(steps: list[_Step]) -> Evidence:
-    """Apply the steps in order: the state they leave, and what set each field; unknown (unpaid) without any."""
-    if not steps:
-        return Evidence(UNKNOWN, {})
-    state, why = UNKNOWN, {}
-    for step in _in_order(steps):
-        state = replace(state, **step.fields)
-        why.update(dict.fromkeys(step.fields, step.why))
-    return Evidence(state, why)
+def _keep_if_later(latest: Latest, step: _Step) -> None:
+    for name in step.fields:
+        known = latest.get(name)
+        if known is None or step[:3] > known[:3]:
+            latest[name] = step
 
 
-def _in_order(steps: list[_Step]) -> list[_Step]:
-    return sorted(steps, key=lambda step: (step.at, step.rank, step.seq))
+def _evidence(latest: Latest) -> Evidence:
+    """The state the steps leave, and what set each field; unknown (unpaid) where none set it."""
+    values = {name: step.fields[name] for name, step in latest.items()}
+    return Evidence(replace(UNKNOWN, **values), {name: step.why for name, step in latest.items()})
 
 
-def _overridden(steps: list[_Step]) -> set[str]:
+def _overridden(latest: Latest) -> set[str]:
     """The fields an entitlement override set last (no event or other change since): support's deliberate choice."""
-    last: dict[str, str] = {}
-    for step in _in_order(steps):
-        last.update(dict.fromkeys(step.fields, step.action))
-    return {name for name, action in last.items() if action == "entitlements.override"}
+    return {name for name, step in latest.items() if step.action == "entitlements.override"}
 
 
 # -- evidence from the provider -----------------------------------------------------------------------------------
@@ -371,7 +360,7 @@ class ProviderSource:
 
     def evidence(self, customers: Sequence[Stored]) -> dict[str, Evidence]:
         """The provider's word on each customer, except for fields an override set since the last event."""
-        history = self.history.steps(customers)
+        history = self.history.latest(customers)
         return {
             customer.user_id: _leaving(self._evidence(customer), _overridden(history[customer.user_id]))
             for customer in customers
@@ -438,34 +427,42 @@ def source_for(source: Source, provider: SubscriptionProvider | None, session: S
 
 def _customers(session: Session, *, start: str | None, only: Sequence[str] | None) -> Iterator[Stored]:
     """Customers by user id from `start` (inclusive) with their subscriptions, `BATCH_SIZE` per query."""
+    after = None
+    while True:
+        rows = [Stored.of(row) for row in session.execute(_customer_batch(start, after, only))]
+        yield from rows
+        if len(rows) < BATCH_SIZE:
+            return
+        after = rows[-1].user_id
+
+
+def _customer_batch(start: str | None, after: str | None, only: Sequence[str] | None) -> Select:
+    """The next batch: user ids above `after`, else from `start`. The bound is on both tables, so PostgreSQL starts
+    the subscriptions' index scan of its merge join there too (bounding only the customers, it read every
+    subscription up to there: 71 ms a batch half way through 100,000 customers)."""
+
+    def bounded(user_id):
+        if after is not None:
+            return user_id > after
+        return true() if start is None else user_id >= start
+
     stmt = (
         select(
             Customer.user_id,
             Customer.provider_customer_id,
+            Customer.evidence,
             Subscription.id.label("subscription_id"),
             Subscription.plan,
             Subscription.status,
             Subscription.valid_until,
             Subscription.provider_subscription_id,
         )
-        .outerjoin(Subscription, Subscription.user_id == Customer.user_id)
+        .outerjoin(Subscription, and_(Subscription.user_id == Customer.user_id, bounded(Subscription.user_id)))
+        .where(bounded(Customer.user_id))
         .order_by(Customer.user_id)
         .limit(BATCH_SIZE)
     )
-    if only is not None:
-        stmt = stmt.where(Customer.user_id.in_(only))
-    after = None
-    while True:
-        page = stmt
-        if after is not None:
-            page = page.where(Customer.user_id > after)
-        elif start is not None:
-            page = page.where(Customer.user_id >= start)
-        rows = [Stored.of(row) for row in session.execute(page)]
-        yield from rows
-        if len(rows) < BATCH_SIZE:
-            return
-        after = rows[-1].user_id
+    return stmt if only is None else stmt.where(Customer.user_id.in_(only))
 
 
 def _compared(source, customers: Iterator[Stored], kind: Kind | None) -> Iterator[tuple[Stored, list[Mismatch]]]:

@@ -202,3 +202,37 @@ def test_a_csv_export_failing_midway_ends_with_a_line_saying_it_is_incomplete(ap
     assert lines[-1].startswith("# EXPORT INCOMPLETE") and "export-7" in lines[-1]
     [record] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert record.request_id == "export-7" and "connection lost" in caplog.text
+
+
+def test_the_csv_file_is_exactly_the_documented_format(api, tx, frozen_clock):
+    """Byte for byte: CRLF lines, minimal quoting, JSON with sorted keys and ASCII escapes, formulas defused."""
+    client = api("viewer")
+    with unit_of_work() as session:
+        entry = audit.record(
+            session,
+            Actor.cli('ops, "night"'),
+            "entitlements.override",
+            "user-ü",
+            {"z": 1, "a": [1.5, None, True], "ü": "é"},
+            {"credits": -5},
+            now=frozen_clock.now + timedelta(seconds=1, microseconds=250),
+            reason="-5 credits\nsecond line",
+        )
+        newer = audit.record(
+            session,
+            Actor.cli("ann"),
+            "grace.reset",
+            "user-ü",
+            None,
+            {"days": 7},
+            now=frozen_clock.now + timedelta(days=2),
+        )
+    body = client.get(URL, query_string={"format": "csv", "user_id": "user-ü"}).get_data().decode()
+    context = '"{""channel"": ""cli"", ""ip"": null, ""request_id"": null, ""user_agent"": null}"'
+    assert body == (
+        "id,created_at,actor,action,user_id,reason,before,after,context\r\n"
+        f'{newer.id},2026-11-27T12:00:00+00:00,ann,grace.reset,user-ü,,,"{{""days"": 7}}",{context}\r\n'
+        f'{entry.id},2026-11-25T12:00:01.000250+00:00,"ops, ""night""",entitlements.override,user-ü,'
+        '"\'-5 credits\nsecond line","{""a"": [1.5, null, true], ""z"": 1, ""\\u00fc"": ""\\u00e9""}",'
+        f'"{{""credits"": -5}}",{context}\r\n'
+    )

@@ -6,8 +6,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.models import AuditEntry, BillingEvent, Customer, EventAttempt, GracePeriod, GraceStatus, Subscription
-from app.services import grace, webhooks
+from app.models import (
+    AuditEntry,
+    BillingEvent,
+    Customer,
+    EventAttempt,
+    GracePeriod,
+    GraceStatus,
+    Subscription,
+)
+from app.services import evidence, grace, webhooks
 from app.services.plans import catalog_status
 from tests.factories import CustomerFactory, GracePeriodFactory, PlanFactory, SubscriptionFactory
 from tests.webhooks import OTHER_SECRET, deliver, event, fixture, invoice, sign, subscription
@@ -111,6 +119,7 @@ def test_invoice_before_subscription_fails_then_succeeds_on_replay(client, api, 
         sub_event(frozen_clock, "evt_sub", status="past_due", created=created - timedelta(seconds=5)),
         now=frozen_clock.now,
     )
+    frozen_clock.advance(seconds=1)
     resp = api("admin").post(REPLAY, json={"event_id": "evt_inv"})
     assert resp.status_code == 200
     assert resp.get_json() == {
@@ -121,6 +130,7 @@ def test_invoice_before_subscription_fails_then_succeeds_on_replay(client, api, 
     assert tx.scalar(select(Subscription.status).where(Subscription.user_id == "user-new")) == "active"
     replayed = stored(tx, "evt_inv")
     assert [a.trigger for a in replayed.attempt_history] == ["receive", "replay"]
+    assert evidence_of(tx, "user-new")["status"] == ("active", "evt_inv")  # applied now, after evt_sub
     [audit_row] = tx.scalars(select(AuditEntry).where(AuditEntry.action == "webhook.replay")).all()
     assert audit_row.after == {"event_id": "evt_inv", "status": "processed", "error": None}
     assert audit_row.before["status"] == "failed" and audit_row.user_id == "user-new"
@@ -201,6 +211,40 @@ def test_an_older_event_never_overwrites_a_newer_one(client, tx, starter, frozen
         and "is older than the last applied event created" in attempt.error
     )
     assert "sub_new0001" in attempt.error
+
+
+def evidence_of(tx, user_id):
+    """Reconcile's evidence for the user: per field, the value kept and the event that set it last."""
+    document = tx.scalar(select(Customer.evidence).where(Customer.user_id == user_id))
+    return {kept.field: (kept.value, kept.event.event_id) for kept in evidence.fields(document)}
+
+
+def test_applied_events_are_kept_as_evidence_and_ignored_or_failed_ones_are_not(client, tx, starter, frozen_clock):
+    deliver(client, sub_event(frozen_clock, "evt_new", status="past_due"), now=frozen_clock.now)
+    older = sub_event(frozen_clock, "evt_old", status="canceled", created=frozen_clock.now - timedelta(hours=1))
+    assert deliver(client, older, now=frozen_clock.now).get_json()["status"] == "ignored"
+    paid = event(
+        "invoice.paid",
+        invoice(customer="cus_new0001", subscription="sub_new0001"),
+        event_id="evt_paid",
+        created=frozen_clock.now,
+    )
+    assert deliver(client, paid, now=frozen_clock.now).get_json()["status"] == "processed"
+    unknown = event(
+        "invoice.paid",
+        invoice(customer="cus_nobody", subscription="sub_nobody"),
+        event_id="evt_unknown",
+        created=frozen_clock.now,
+    )
+    assert deliver(client, unknown, now=frozen_clock.now).get_json()["status"] == "failed"
+
+    period_end = (frozen_clock.now + timedelta(days=30)).replace(microsecond=0)
+    assert evidence_of(tx, "user-new") == {
+        "status": ("active", "evt_paid"),
+        "price_id": (PRICE, "evt_new"),
+        "valid_until": (period_end, "evt_new"),
+        "provider_subscription_id": ("sub_new0001", "evt_new"),
+    }
 
 
 def test_replaying_an_ignored_event_says_why_in_its_result(client, api, tx, starter, frozen_clock):

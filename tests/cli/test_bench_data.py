@@ -4,7 +4,8 @@ from sqlalchemy import func, select
 
 from app.models import AuditEntry, BillingEvent, Customer, Subscription
 from app.models.events import EventAttempt
-from app.services import audit, benchdata, reconcile
+from app.services import audit, benchdata, evidence, reconcile
+from app.services.handlers import SUBSCRIPTION_EVENT_TYPES, implied_by
 from tests.factories import CustomerFactory
 
 
@@ -42,6 +43,25 @@ def test_bench_events_are_real_shaped_and_name_bench_users(runner, tx):
     assert subscription_events
     obj = subscription_events[0].payload["data"]["object"]
     assert obj["metadata"]["user_id"] == subscription_events[0].user_id and obj["id"].startswith("sub_bench")
+
+
+def test_bench_data_keeps_the_evidence_applying_its_processed_events_in_order_would_leave(runner, tx):
+    bench(runner, "--events", "80", "--subscriptions", "5")
+    events = tx.scalars(select(BillingEvent).order_by(BillingEvent.processed_at, BillingEvent.id)).all()
+    expected = {}
+    for event in events:
+        if event.status == "processed" and event.type in SUBSCRIPTION_EVENT_TYPES:
+            implied = implied_by(event.type, event.payload)
+            for name in evidence.FIELDS:
+                if getattr(implied, name) is not None:
+                    expected[event.user_id, name] = (getattr(implied, name), event.event_id)
+    kept = {
+        (user, kept.field): (kept.value, kept.event.event_id)
+        for user, document in tx.execute(select(Customer.user_id, Customer.evidence))
+        for kept in evidence.fields(document)
+    }
+    assert kept == expected
+    assert {name for _, name in expected} == set(evidence.FIELDS)
 
 
 def test_bench_data_refuses_a_database_with_real_customers_unless_forced(runner, tx):

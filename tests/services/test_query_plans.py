@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from app.services import benchdata, webhooks
+from app.services import benchdata, reconcile, webhooks
 
 API = "/v1/admin/billing"
 
@@ -82,3 +82,14 @@ def test_the_workers_claim_reads_due_events_in_order_without_sorting_the_queue(p
     plan = planner(seen, "billing_events", "SKIP LOCKED")
     assert "ix_billing_events_due" in plan
     assert "Sort" not in plan  # a sort would read every due event at every claim: quadratic behind a long queue
+
+
+def test_a_reconcile_page_reads_customers_and_manual_changes_by_user_id(api, planner, statements, monkeypatch):
+    monkeypatch.setattr(reconcile, "BATCH_SIZE", 2)  # one batch: 2 of the 40 customers (100 of 100,000 at scale)
+    monkeypatch.setitem(reconcile.SCAN_BUDGET, "events", 1)
+    with statements() as seen:
+        resp = api("viewer").get(f"{API}/reconcile")
+    assert resp.status_code == 200 and resp.get_json()["checked"] == 1
+    assert "uq_billing_customers_user_id" in planner(seen, "billing_customers", "LEFT OUTER JOIN")
+    assert "ix_billing_admin_audit_manual_changes" in planner(seen, "billing_admin_audit", "NOT LIKE")
+    assert not [sql for sql, _ in seen if "FROM billing_events" in sql]  # the evidence came with the customers

@@ -31,7 +31,7 @@ from app.services.webhooks import EventResult
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 20  # events per round; a stop request is honoured between rounds
+BATCH_SIZE = webhooks.BATCH_SIZE  # events per round, one transaction; a stop request is honoured between rounds
 IDLE_SECONDS = 5.0  # the longest wait when nothing was due (a notification ends it early)
 # libpq keepalives on the LISTEN connection: a peer gone without a word is noticed in about a minute.
 LISTEN_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}

@@ -5,7 +5,8 @@
 
 Creates (or recreates) the database, migrates it, loads 2,000 bench events, then times and profiles: signed
 webhook ingest through the Flask test client (processed in the request, then `WEBHOOK_PROCESSING=queue`: stored
-only), the worker's rounds over queued events, `webhooks.replay_events` over stored events, and
+only), the worker's rounds over queued events, `webhooks.replay_events` over stored events, the retry worker
+draining due retries (`RetryWorker.drain`, as `billing worker --once`), and
 `POST /v1/admin/billing/entitlements/override` through the test client and `override_entitlements` directly.
 """
 
@@ -110,7 +111,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument(
-        "--only", choices=("ingest", "ingest-queue", "worker", "replay", "override", "override-service")
+        "--only", choices=("ingest", "ingest-queue", "worker", "replay", "drain", "override", "override-service")
     )
     args = parser.parse_args()
     url = prepare(args.pg, args.database)
@@ -143,6 +144,20 @@ def main() -> None:
                 type="customer.subscription.updated", limit=batch, actor=admin, grace_days=3, now=clock.utcnow()
             )
 
+    def drain(batch: int) -> None:
+        """Make `batch` processed invoice events due again (one UPDATE outside SQLAlchemy, so not counted), then
+        drain them as `billing worker --once` does."""
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE billing_events SET status = 'failed', attempts = 1, next_retry_at = now() - interval '1 minute'"
+                " WHERE id IN (SELECT id FROM billing_events WHERE status = 'processed' AND type LIKE 'invoice.%%'"
+                " ORDER BY id DESC LIMIT %s)",
+                (batch,),
+            )
+        with app.app_context():
+            drained = RetryWorker(grace_days=3).drain()
+        assert len(drained.events) == batch, len(drained.events)
+
     def override(n: int) -> None:
         body = {"user_id": user_id(n % 200), "credits_delta": 5, "reason": "profile"}
         answer = client.post("/v1/admin/billing/entitlements/override", json=body, headers={"X-Admin-Key": ADMIN_KEY})
@@ -173,6 +188,7 @@ def main() -> None:
             worker_round,
         ),
         "replay": ("replay_events, 1 then 400 events (ms per replay of 400)", [1, 400, 400], replay),
+        "drain": ("RetryWorker.drain, 1 then 400 due retries (ms per drain of 400)", [1, 400, 400], drain),
         "override": (f"POST /entitlements/override, test client, {n} requests", list(range(n)), override),
         "override-service": (f"override_entitlements, {n} calls", list(range(n)), override_service),
     }

@@ -59,7 +59,7 @@ class Sizes:
 
 SIZES = {
     "smoke": Sizes(2_000, 200, 200, 100, 64, 3, (1,)),
-    "quick": Sizes(100_000, 10_000, 2_000, 2_000, 400, 5, (1, 2)),
+    "quick": Sizes(100_000, 10_000, 2_000, 10_000, 400, 5, (1, 2)),
     "full": Sizes(1_000_000, 100_000, 4_000, 10_000, 800, 7, (1, 2)),
 }
 QUEUE_BUDGET = 600  # seconds for queued events to be processed before the run gives up

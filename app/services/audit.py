@@ -15,14 +15,15 @@ import hmac
 import json
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Row, Select, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, Select, event, select, text
+from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
 from app.extensions import db
 from app.models.audit import AuditEntry
@@ -50,6 +51,8 @@ ACTIONS = (
 )
 # Any constant: the PostgreSQL advisory lock that serialises writers of the chain.
 _CHAIN_LOCK_ID = 0x62696C6C  # "bill"
+# session.info key of an open `batched` block: its queued entries, each with the savepoint it was recorded in.
+_QUEUE = "audit.batched"
 # Signed before a checkpoint's JSON, so a checkpoint's signature can never pass for a row's MAC or the reverse.
 _CHECKPOINT_LABEL = b"billops audit checkpoint v1\n"
 # Text neither database can store in a JSON or text column: NUL, and lone surrogates (not valid UTF-8).
@@ -72,12 +75,11 @@ def record(
     now: datetime,
     reason: str | None = None,
 ) -> AuditEntry:
-    """Append an entry to the chain inside the caller's transaction (it commits or rolls back with the change)."""
-    _lock_chain(session)
-    head = session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
+    """Append an entry to the chain inside the caller's transaction (it commits or rolls back with the change).
+
+    Inside a `batched` block the entry is linked and written when the block ends (its `id` is set then).
+    """
     entry = AuditEntry(
-        # The id is chosen here, under the lock, because the MAC covers it.
-        id=head.id + 1 if head else 1,
         created_at=now.astimezone(UTC),
         actor=to_json(actor.name),
         action=to_json(action),
@@ -86,15 +88,60 @@ def record(
         before=to_json(before),
         after=to_json(after),
         context=to_json(actor.context()),
-        prev_hash=head.hash if head else GENESIS_HASH,
     )
-    seal(entry, keyring())
-    session.add(entry)
-    session.flush()
-    # The row never changes once written: detached, it keeps its values through the caller's commit instead of
-    # being expired and read back (a SELECT per audited request for the `audit_id` callers return).
-    session.expunge(entry)
+    queue = session.info.get(_QUEUE)
+    if queue is None:
+        _append(session, [entry])
+    else:
+        queue.append((_savepoint(session), entry))
     return entry
+
+
+@contextmanager
+def batched(session: Session) -> Iterator[None]:
+    """Queue the entries `record` makes inside the block, and link and write them all when it ends: one chain
+    lock, one read of the head and one INSERT for the lot, the lock taken last (after every row lock the block
+    took) and held only until the caller commits. An entry recorded inside a savepoint that rolls back is
+    dropped with it. For callers that do many audited changes in one transaction (webhook batches)."""
+    session.info[_QUEUE] = queue = []
+    try:
+        yield
+        _append(session, [entry for _savepoint, entry in queue])
+    finally:
+        del session.info[_QUEUE]
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    """Forget the queued entries of a `batched` block that `previous_transaction` (or a savepoint in it) made."""
+    queue = session.info.get(_QUEUE)
+    if queue:
+        queue[:] = [(savepoint, entry) for savepoint, entry in queue if not _within(savepoint, previous_transaction)]
+
+
+def _savepoint(session: Session | scoped_session) -> SessionTransaction | None:
+    """The innermost savepoint open in `session` (the app passes `db.session`, a scoped_session)."""
+    return (session() if isinstance(session, scoped_session) else session).get_nested_transaction()
+
+
+def _within(savepoint: SessionTransaction | None, transaction: SessionTransaction) -> bool:
+    if not transaction.nested:
+        return True  # the whole transaction rolled back
+    while savepoint is not None and savepoint is not transaction:
+        savepoint = savepoint.parent
+    return savepoint is not None
+
+
+def _append(session: Session, entries: list[AuditEntry]) -> None:
+    if not entries:
+        return
+    _link(session, entries)
+    session.add_all(entries)
+    session.flush()
+    # A row never changes once written: detached, it keeps its values through the caller's commit instead of
+    # being expired and read back (a SELECT per audited request for the `audit_id` callers return).
+    for entry in entries:
+        session.expunge(entry)
 
 
 def seal_batch(session: Session, drafts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -104,17 +151,22 @@ def seal_batch(session: Session, drafts: Iterable[dict[str, Any]]) -> list[dict[
     `after`, `context`). The chain lock is taken as `record` takes it and held until the caller commits, so the
     rows returned (every column, ids and links set) extend the head the chain has now.
     """
+    rows = [SimpleNamespace(**draft) for draft in drafts]
+    _link(session, rows)
+    return [vars(row) for row in rows]
+
+
+def _link(session: Session, rows: list[Any]) -> None:
+    """Under the chain lock, give each row (content set) the next id and the previous row's hash, and sign it."""
     _lock_chain(session)
     head = session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
+    # Ids are chosen here, under the lock, because the MAC covers them.
     next_id, prev_hash = (head.id + 1, head.hash) if head else (1, GENESIS_HASH)
     ring = keyring()
-    rows = []
-    for offset, draft in enumerate(drafts):
-        row = SimpleNamespace(**draft, id=next_id + offset, prev_hash=prev_hash)
+    for offset, row in enumerate(rows):
+        row.id, row.prev_hash = next_id + offset, prev_hash
         seal(row, ring)
         prev_hash = row.hash
-        rows.append(vars(row))
-    return rows
 
 
 @dataclass(frozen=True)
@@ -180,6 +232,8 @@ def to_json(value: Any) -> Any:
     """`value` as plain JSON types, with text either database would refuse replaced by U+FFFD."""
     if value is None:
         return None
+    if type(value) is str:  # what the round trip below makes of it, without the round trip
+        return _UNSTORABLE.sub("\ufffd", value)
     return _storable(json.loads(json.dumps(value, default=_encode, allow_nan=False)))
 
 

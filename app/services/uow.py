@@ -30,7 +30,7 @@ def unit_of_work() -> Iterator[Session]:
         raise Conflict("The record changed while this request ran; reload it and try again.") from None
     except OperationalError as exc:
         session.rollback()
-        if _is_contention(exc):
+        if is_contention(exc):
             raise Conflict("Another change to the same records ran at the same moment; try again.") from None
         raise
     except BaseException:
@@ -38,7 +38,7 @@ def unit_of_work() -> Iterator[Session]:
         raise
 
 
-def _is_contention(exc: OperationalError) -> bool:
+def is_contention(exc: OperationalError) -> bool:
     """Whether the database refused the transaction because of a concurrent one (not an outage)."""
     if getattr(exc.orig, "sqlstate", None) in _CONTENTION_SQLSTATES:
         return True

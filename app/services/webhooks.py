@@ -5,7 +5,9 @@ notifies `QUEUE_CHANNEL` in the same transaction; the workers (app/retry_worker.
 
 Every run of a handler holds the event's row lock for its whole transaction (FOR UPDATE, SKIP LOCKED for the
 receiver and the workers), so no event is ever processed twice at once. The handler runs in a savepoint: when it
-fails, its changes roll back but the attempt, the error and the next retry are still committed.
+fails, its changes roll back but the attempt, the error and the next retry are still committed. The worker and
+replays run up to BATCH_SIZE events per transaction, each handler in its own savepoint (docs/architecture.md,
+"Webhook batches").
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ import hmac
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, Select, TextClause, bindparam, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, Select, TextClause, bindparam, insert, inspect, select, text, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.models.events import AttemptTrigger, BillingEvent, EventAttempt, EventStatus
 from app.services import audit, handlers
@@ -31,7 +35,7 @@ from app.services.events import EventFilter, filtered
 from app.services.handlers import HandlerContext, Outcome
 from app.services.inputs import loads_json
 from app.services.permissions import Permission, require
-from app.services.uow import unit_of_work
+from app.services.uow import is_contention, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,9 @@ STRANDED_AFTER = timedelta(minutes=1)
 RETRY_DELAYS = tuple(
     timedelta(minutes=minutes) for minutes in (1, 5, 15, 60, 3 * 60, 6 * 60, 12 * 60, 24 * 60, 24 * 60)
 )
+# Events per transaction when the worker drains or a replay runs (docs/architecture.md, "Webhook batches"): below
+# PostgreSQL's 64 cached subtransactions per transaction, one savepoint per handler.
+BATCH_SIZE = 50
 MAX_REPLAY_IDS = 1000
 MAX_REPLAY_LIMIT = 10_000
 DEFAULT_REPLAY_LIMIT = 100
@@ -254,12 +261,9 @@ def _status_of(event_id: str) -> EventStatus:
 
 def process_received(pk: int, *, grace_days: int, now: datetime) -> EventResult | None:
     """Process a just-stored event (trigger `receive`); None if a worker holds it already."""
-    with unit_of_work() as session:
-        event = _claim(session, BillingEvent.id == pk, BillingEvent.status == EventStatus.RECEIVED)
-        if event is None:
-            return None
-        actor = Actor.webhook(event.event_id, Channel.API)
-        return _run(session, event, AttemptTrigger.RECEIVE, actor, grace_days=grace_days, now=now)
+    job = _Job(AttemptTrigger.RECEIVE, Channel.API, grace_days, now)
+    results = _run_batch(job, _Claim((BillingEvent.id == pk, BillingEvent.status == EventStatus.RECEIVED)))
+    return results[0] if results else None
 
 
 # -- retrying ---------------------------------------------------------------------------------------------------
@@ -272,65 +276,197 @@ def retry_delay(attempts: int) -> timedelta | None:
 
 def process_next_due(*, grace_days: int, now: datetime) -> EventResult | None:
     """Claim one due event (a failed one whose retry time came, or a stranded `received` one) and run it."""
-    with unit_of_work() as session:
-        event = _claim(session, BillingEvent.status.in_(_CLAIMABLE), BillingEvent.next_retry_at <= now)
-        if event is None:
-            return None
-        actor = Actor.webhook(event.event_id, Channel.WORKER)
-        return _run(session, event, AttemptTrigger.RETRY, actor, grace_days=grace_days, now=now)
+    results = _process_due(grace_days=grace_days, now=now, size=1)
+    return results[0] if results else None
 
 
 def drain_due(*, grace_days: int, now: datetime, limit: int | None = None) -> list[EventResult]:
-    """Process due events one transaction each until none is due at `now` (or `limit` were run)."""
+    """Process due events, BATCH_SIZE per transaction, until none is due at `now` (or `limit` were run)."""
     results: list[EventResult] = []
     while limit is None or len(results) < limit:
-        result = process_next_due(grace_days=grace_days, now=now)
-        if result is None:
+        size = BATCH_SIZE if limit is None else min(BATCH_SIZE, limit - len(results))
+        batch = _process_due(grace_days=grace_days, now=now, size=size)
+        results += batch
+        if len(batch) < size:
             break
-        results.append(result)
     return results
 
 
-def _claim(session: Session, *conditions: Any, skip_locked: bool = True) -> BillingEvent | None:
-    """Lock the first matching event for this transaction; rows another transaction holds are skipped."""
-    if session.get_bind().dialect.name == "sqlite":
-        # No row locks on SQLite: take the database's write lock first, so claims queue up one at a time.
-        session.execute(text("UPDATE billing_events SET id = id WHERE 0 = 1"))
-    stmt = (
-        select(BillingEvent)
-        .where(*conditions)
-        .order_by(BillingEvent.next_retry_at, BillingEvent.id)
-        .limit(1)
-        .with_for_update(skip_locked=skip_locked)
-        .execution_options(populate_existing=True)
-    )
-    return session.scalar(stmt)
+def _process_due(*, grace_days: int, now: datetime, size: int) -> list[EventResult]:
+    """Claim up to `size` due events, skipping those another worker holds, and run them in one transaction."""
+    due = _Claim((BillingEvent.status.in_(_CLAIMABLE), BillingEvent.next_retry_at <= now), limit=size)
+    return _run_batch(_Job(AttemptTrigger.RETRY, Channel.WORKER, grace_days, now), due, fall_back=True)
 
 
-# -- running a handler ------------------------------------------------------------------------------------------
+# -- running handlers -------------------------------------------------------------------------------------------
 
 
-def _run(
-    session: Session, event: BillingEvent, trigger: AttemptTrigger, actor: Actor, *, grace_days: int, now: datetime
-) -> EventResult:
-    """Run the handler once on the locked `event` and record the attempt, in the caller's transaction."""
-    started = time.monotonic()
-    if trigger is AttemptTrigger.REPLAY and event.status is EventStatus.PROCESSED:
-        outcome = Outcome(
-            EventStatus.PROCESSED,
-            f"already processed at {event.processed_at.isoformat() if event.processed_at else 'an earlier attempt'}; "
-            "a replay applies nothing twice",
-            event.user_id,
+@dataclass(frozen=True)
+class _Claim:
+    """The events one transaction locks and runs: those matching `where`, at most `limit` of them.
+
+    Without `wait` (the receiver, the worker) rows another transaction holds are skipped and the oldest due run
+    first. With `wait` (a replay) they are waited for and locked in id order (ids never change, so two replays
+    never wait for each other in a cycle); they run in the order of `order`, their ids. Without `payloads` the
+    payloads are left unread: a replay reads only those of the events it runs a handler on (`_read_payloads`).
+    """
+
+    where: tuple[Any, ...]
+    limit: int = 1
+    wait: bool = False
+    order: tuple[int, ...] = ()
+    payloads: bool = True
+
+    def lock(self, session: Session) -> list[BillingEvent]:
+        if session.get_bind().dialect.name == "sqlite":
+            # No row locks on SQLite: take the database's write lock first, so claims queue up one at a time.
+            session.execute(text("UPDATE billing_events SET id = id WHERE 0 = 1"))
+        stmt = (
+            select(BillingEvent)
+            .where(*self.where)
+            .order_by(*((BillingEvent.id,) if self.wait else (BillingEvent.next_retry_at, BillingEvent.id)))
+            .limit(self.limit)
+            .with_for_update(skip_locked=not self.wait)
+            .execution_options(populate_existing=True)  # the values under the lock, not those of an earlier read
         )
-    else:
-        outcome = _handle(session, event, HandlerContext(actor, now, grace_days))
-    _record(session, event, trigger, outcome, now, duration_ms=round((time.monotonic() - started) * 1000))
-    # The attempt's error: why it failed, or why it was ignored (stale, not the current subscription, ...).
-    return EventResult(event.event_id, event.status, None if event.status is EventStatus.PROCESSED else outcome.note)
+        if not self.payloads:
+            stmt = stmt.options(defer(BillingEvent.payload))
+        events = list(session.scalars(stmt))
+        if self.order:
+            position = {pk: n for n, pk in enumerate(self.order)}
+            events.sort(key=lambda event: position[event.id])
+        return events
+
+    def alone(self, pk: int) -> _Claim:
+        """This claim narrowed to one of its events, for a transaction of its own."""
+        return replace(self, where=(*self.where, BillingEvent.id == pk), limit=1)
 
 
-def _handle(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:
-    """The handler's outcome; a failure rolls back its savepoint and comes back as a `failed` outcome."""
+@dataclass(frozen=True)
+class _Job:
+    """How claimed events run: the attempts' trigger, the webhook actor's channel, and for a replay the admin
+    who asked (each event also gets a `webhook.replay` audit row by them, with `reason`)."""
+
+    trigger: AttemptTrigger
+    channel: Channel
+    grace_days: int
+    now: datetime
+    admin: Actor | None = None
+    reason: str | None = None
+
+    def runs_handler(self, event: BillingEvent) -> bool:
+        """Whether `run` runs the event's handler: not for a replay of a processed event."""
+        return not (self.trigger is AttemptTrigger.REPLAY and event.status is EventStatus.PROCESSED)
+
+    def run(self, session: Session, event: BillingEvent, *, among_others: bool) -> _Attempt:
+        """Run the handler once on the locked `event`; the attempt is written by `_save`."""
+        before = {"event_id": event.event_id, "status": event.status, "attempts": event.attempts}
+        started = time.monotonic()
+        if not self.runs_handler(event):
+            at = event.processed_at.isoformat() if event.processed_at else "an earlier attempt"
+            outcome = Outcome(
+                EventStatus.PROCESSED, f"already processed at {at}; a replay applies nothing twice", event.user_id
+            )
+        else:
+            ctx = HandlerContext(Actor.webhook(event.event_id, self.channel), self.now, self.grace_days)
+            outcome = _handle(session, event, ctx, among_others=among_others)
+        attempt = _Attempt.of(event, self.trigger, outcome, self.now, round((time.monotonic() - started) * 1000))
+        if self.admin is not None:
+            after = {"event_id": event.event_id, "status": attempt.status, "error": attempt.last_error}
+            audit.record(
+                session, self.admin, "webhook.replay", attempt.user_id, before, after, now=self.now, reason=self.reason
+            )
+        return attempt
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One run of an event's handler: the event's columns after it, and its attempt row."""
+
+    pk: int
+    event_id: str
+    trigger: AttemptTrigger
+    status: EventStatus
+    attempts: int
+    user_id: str | None
+    next_retry_at: datetime | None
+    last_error: str | None
+    processed_at: datetime | None
+    note: str | None  # the attempt's error: why it failed, or why it was ignored (stale, not current, ...)
+    duration_ms: int
+
+    @classmethod
+    def of(
+        cls, event: BillingEvent, trigger: AttemptTrigger, outcome: Outcome, now: datetime, duration_ms: int
+    ) -> _Attempt:
+        """A failure is retried on the schedule (`dead` once it is spent); anything else is done with."""
+        attempts = event.attempts + 1
+        common = {
+            "pk": event.id,
+            "event_id": event.event_id,
+            "trigger": trigger,
+            "attempts": attempts,
+            "user_id": outcome.user_id or event.user_id,
+            "note": outcome.note,
+            "duration_ms": duration_ms,
+        }
+        if outcome.status is EventStatus.FAILED:
+            delay = retry_delay(attempts)
+            return cls(
+                **common,
+                status=EventStatus.FAILED if delay else EventStatus.DEAD,
+                next_retry_at=now + delay if delay else None,
+                last_error=outcome.note,
+                processed_at=event.processed_at,
+            )
+        return cls(
+            **common, status=outcome.status, next_retry_at=None, last_error=None, processed_at=event.processed_at or now
+        )
+
+    @property
+    def result(self) -> EventResult:
+        return EventResult(self.event_id, self.status, None if self.status is EventStatus.PROCESSED else self.note)
+
+
+def _run_batch(job: _Job, claim: _Claim, *, fall_back: bool = False) -> list[EventResult]:
+    """Run the events `claim` locks in one transaction: each handler in a savepoint of its own, the attempts
+    written together, the audit rows linked at the end (`audit.batched`, so the chain lock is taken last).
+
+    If anything fails outside a handler's savepoint, or a handler meets a deadlock with another batch, the whole
+    transaction rolls back; with `fall_back`, each claimed event then runs again in a transaction of its own, so
+    a batch is neither lost nor retried whole forever.
+    """
+    claimed: list[int] = []
+    try:
+        with unit_of_work() as session, audit.batched(session):
+            events = claim.lock(session)
+            claimed = [event.id for event in events]
+            _read_payloads(session, [event for event in events if job.runs_handler(event)])
+            attempts = [job.run(session, event, among_others=len(events) > 1) for event in events]
+            _save(session, attempts, job.now)
+    except Exception:
+        if not (fall_back and claimed):
+            raise
+        log.exception("a batch of %d events failed; running each in a transaction of its own", len(claimed))
+        return [result for pk in claimed for result in _run_batch(job, claim.alone(pk))]
+    return [attempt.result for attempt in attempts]
+
+
+def _read_payloads(session: Session, events: list[BillingEvent]) -> None:
+    """Read the payloads a claim left unread, of all `events` in one statement."""
+    unread = {event.id: event for event in events if "payload" in inspect(event).unloaded}
+    if unread:
+        stmt = select(BillingEvent.id, BillingEvent.payload).where(BillingEvent.id.in_(unread))
+        for pk, payload in session.execute(stmt):
+            set_committed_value(unread[pk], "payload", payload)
+
+
+def _handle(session: Session, event: BillingEvent, ctx: HandlerContext, *, among_others: bool) -> Outcome:
+    """The handler's outcome; a failure rolls back its savepoint and comes back as a `failed` outcome.
+
+    A deadlock or lock timeout says nothing about the event: among other events it fails the whole batch instead
+    (see `_run_batch`).
+    """
     try:
         with session.begin_nested():
             outcome = handlers.handle(session, event, ctx)
@@ -339,36 +475,36 @@ def _handle(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outco
     except DomainError as exc:
         return Outcome(EventStatus.FAILED, exc.detail[:1000])
     except Exception as exc:  # a bug or a payload shape nobody foresaw: keep the event, say what happened
+        if among_others and isinstance(exc, OperationalError) and is_contention(exc):
+            raise
         log.exception("handler for %s %s raised", event.type, event.event_id)
         first_line = (str(exc).splitlines() or [""])[0]
         return Outcome(EventStatus.FAILED, f"{type(exc).__name__}: {first_line}"[:1000])
 
 
-def _record(
-    session: Session, event: BillingEvent, trigger: AttemptTrigger, outcome: Outcome, now: datetime, *, duration_ms: int
-) -> None:
-    event.attempts += 1
-    event.user_id = outcome.user_id or event.user_id
-    if outcome.status is EventStatus.FAILED:
-        delay = retry_delay(event.attempts)
-        event.status = EventStatus.FAILED if delay else EventStatus.DEAD
-        event.next_retry_at = now + delay if delay else None
-        event.last_error = outcome.note
-    else:
-        event.status, event.next_retry_at, event.last_error = outcome.status, None, None
-        event.processed_at = event.processed_at or now
-    event.updated_at = now
-    session.add(
-        EventAttempt(
-            event_pk=event.id,
-            at=now,
-            trigger=trigger,
-            outcome=event.status,
-            error=outcome.note,
-            duration_ms=duration_ms,
-        )
+def _save(session: Session, attempts: list[_Attempt], now: datetime) -> None:
+    """Write the runs' event columns and attempt rows: one statement each, however many events."""
+    if not attempts:
+        return
+    columns = ("status", "attempts", "user_id", "next_retry_at", "last_error", "processed_at")
+    session.execute(
+        update(BillingEvent),
+        [{"id": a.pk, "updated_at": now, **{name: getattr(a, name) for name in columns}} for a in attempts],
     )
-    session.flush()
+    session.execute(
+        insert(EventAttempt).execution_options(render_nulls=True),  # one column set: one statement
+        [
+            {
+                "event_pk": a.pk,
+                "at": now,
+                "trigger": a.trigger,
+                "outcome": a.status,
+                "error": a.note,
+                "duration_ms": a.duration_ms,
+            }
+            for a in attempts
+        ],
+    )
 
 
 # -- replaying --------------------------------------------------------------------------------------------------
@@ -395,7 +531,12 @@ def replay_events(
     chosen = _replay_selection(event_id, event_ids, EventFilter(**filters), limit)
     if dry_run:
         return ReplayReport(True, 0, [EventResult(e.event_id, e.status, e.last_error) for e in chosen])
-    results = [_replay_one(event.id, actor, reason, grace_days=grace_days, now=now) for event in chosen]
+    job = _Job(AttemptTrigger.REPLAY, actor.channel, grace_days, now, admin=actor, reason=reason)
+    results: list[EventResult] = []
+    for start in range(0, len(chosen), BATCH_SIZE):
+        pks = tuple(event.id for event in chosen[start : start + BATCH_SIZE])
+        claim = _Claim((BillingEvent.id.in_(pks),), limit=len(pks), wait=True, order=pks, payloads=False)
+        results += _run_batch(job, claim, fall_back=True)
     return ReplayReport(False, len(results), results)
 
 
@@ -437,14 +578,3 @@ def _summaries(stmt: Select) -> Select:
     """`stmt` reading only what a replay needs to choose and report: plain rows, not loaded events (a session
     holding 10,000 events would expire every one of them at each of the 10,000 commits that follow)."""
     return stmt.with_only_columns(BillingEvent.id, BillingEvent.event_id, BillingEvent.status, BillingEvent.last_error)
-
-
-def _replay_one(pk: int, admin: Actor, reason: str | None, *, grace_days: int, now: datetime) -> EventResult:
-    with unit_of_work() as session:
-        event = _claim(session, BillingEvent.id == pk, skip_locked=False)  # wait for a worker holding it
-        before = {"event_id": event.event_id, "status": event.status, "attempts": event.attempts}
-        actor = Actor.webhook(event.event_id, admin.channel)
-        result = _run(session, event, AttemptTrigger.REPLAY, actor, grace_days=grace_days, now=now)
-        after = {"event_id": event.event_id, "status": event.status, "error": event.last_error}
-        audit.record(session, admin, "webhook.replay", event.user_id, before, after, now=now, reason=reason)
-    return result

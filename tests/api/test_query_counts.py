@@ -1,11 +1,14 @@
-"""No N+1: each list and detail endpoint issues as many SQL statements for 30 rows as for 3."""
+"""No N+1: each list and detail endpoint, and each batch of webhook events, issues as many SQL statements for 30
+rows as for 3."""
+
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.models import BillingEvent, Plan
 from app.models.events import AttemptTrigger, EventAttempt, EventStatus
-from app.services import benchdata, reconcile
+from app.services import benchdata, reconcile, webhooks
 from tests.factories import PlanFactory
 from tests.webhooks import deliver, event, fixture
 
@@ -69,6 +72,56 @@ def test_a_reconcile_page_issues_the_same_statements_however_many_customers(api,
         assert resp.status_code == 200 and resp.get_json()["checked"] == 10, resp.get_json()
         counts.append(len(seen))
     assert counts[0] == counts[1] <= 12, counts
+
+
+def add_events(tx, count, now, *, status=EventStatus.FAILED):
+    """`count` events of a type billops ignores (their handler runs no statement), due for a retry at `now`."""
+    for n in range(count):
+        tx.add(
+            BillingEvent(
+                event_id=f"evt_count_{count}_{n}",
+                type="customer.updated",
+                payload={"id": f"evt_count_{count}_{n}", "type": "customer.updated", "created": 0},
+                status=status,
+                attempts=1,
+                next_retry_at=now - timedelta(minutes=1) if status is EventStatus.FAILED else None,
+                created_at=now,
+            )
+        )
+    tx.commit()
+
+
+def test_a_batch_of_due_retries_issues_the_same_statements_for_3_events_as_for_30(tx, statements, frozen_clock):
+    """The claim, the attempts and the event updates are one statement each per batch; a handler's own
+    statements (none here) and its savepoint (emitted only when it runs a statement) come on top."""
+    counts = []
+    for events in (3, 30):
+        add_events(tx, events, frozen_clock.now)
+        with statements() as seen:
+            assert len(webhooks.drain_due(grace_days=7, now=frozen_clock.now)) == events
+        counts.append(len(seen))
+    assert counts[0] == counts[1], counts
+
+
+def test_a_replay_batch_issues_the_same_statements_for_3_events_as_for_30(tx, statements, frozen_clock, cli_actor):
+    """Processed events run no handler; their attempts and `webhook.replay` audit rows are written per batch."""
+    counts = []
+    for events in (3, 30):
+        add_events(tx, events, frozen_clock.now, status=EventStatus.PROCESSED)
+        with statements() as seen:
+            report = webhooks.replay_events(
+                type="customer.updated",
+                status="processed",
+                limit=events,
+                actor=cli_actor,
+                grace_days=7,
+                now=frozen_clock.now,
+            )
+        assert report.replayed == events
+        counts.append(len(seen))
+        tx.execute(update(BillingEvent).values(status=EventStatus.IGNORED))  # not chosen again
+        tx.commit()
+    assert counts[0] == counts[1], counts
 
 
 def test_a_queued_webhook_is_stored_in_one_statement(webhook_app, tx, statements, frozen_clock, monkeypatch):

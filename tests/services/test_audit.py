@@ -150,3 +150,32 @@ def test_an_export_reads_its_first_batch_at_once_and_outlives_the_session(tx, cl
     first = next(entries)
     tx.remove()  # as Flask's teardown does once the view has returned
     assert [first.id, *(e.id for e in entries)] == sorted(ids, reverse=True)
+
+
+def test_a_batched_block_links_its_rows_at_its_end_without_those_of_savepoints_rolled_back(tx, cli_actor):
+    def note(session, n):
+        return audit.record(session, cli_actor, "grace.reset", "user-bob", None, {"n": n}, now=clock.utcnow())
+
+    with unit_of_work() as session, audit.batched(session):
+        first = note(session, 1)
+        with pytest.raises(RuntimeError), session.begin_nested():
+            note(session, 2)
+            with session.begin_nested():
+                note(session, 3)  # released into the savepoint that rolls back: gone with it
+            raise RuntimeError("the handler failed")
+        with session.begin_nested():
+            last = note(session, 4)
+        assert first.id is None and tx.scalar(select(func.count()).select_from(AuditEntry)) == 0
+    assert tx.execute(select(AuditEntry.id, AuditEntry.after).order_by(AuditEntry.id)).all() == [
+        (first.id, {"n": 1}),
+        (first.id + 1, {"n": 4}),
+    ]
+    assert last.prev_hash == first.hash and audit.verify_chain().ok
+
+
+def test_a_batched_block_that_raises_writes_no_row(tx, cli_actor):
+    with pytest.raises(RuntimeError), unit_of_work() as session, audit.batched(session):
+        audit.record(session, cli_actor, "grace.reset", "user-bob", None, {}, now=clock.utcnow())
+        raise RuntimeError("the batch failed")
+    assert tx.scalar(select(func.count()).select_from(AuditEntry)) == 0
+    assert audit.record(tx, cli_actor, "grace.reset", "user-bob", None, {}, now=clock.utcnow()).id is not None

@@ -26,7 +26,7 @@ from app.models import (
     Subscription,
     SubscriptionStatus,
 )
-from app.services import webhooks
+from app.services import audit, webhooks
 from tests.concurrency import migrated_app, run_together
 from tests.webhooks import SECRET, event, fixture, invoice, sign
 
@@ -68,28 +68,74 @@ def test_twenty_concurrent_duplicates_store_one_row_with_one_effect(own_app):
         assert count(AuditEntry, AuditEntry.action == "grace.start") == 1
 
 
+def add_due(documents, now):
+    """The documents as stored events whose first attempt failed, their retry due at `now`."""
+    for document in documents:
+        db.session.add(
+            BillingEvent(
+                event_id=document["id"],
+                type=document["type"],
+                payload=document,
+                status=EventStatus.FAILED,
+                attempts=1,
+                next_retry_at=now - timedelta(minutes=1),
+                created_at=datetime.fromtimestamp(document["created"], UTC),
+            )
+        )
+    db.session.commit()
+
+
+def drain_with_two_workers(app, now) -> list[str]:
+    """The event ids two workers draining at once ran, sorted."""
+    runs = []
+    assert run_together(app, lambda _n: runs.extend(webhooks.drain_due(grace_days=7, now=now)), 2) == []
+    return sorted(result.event_id for result in runs)
+
+
 def test_two_concurrent_workers_never_process_one_event_twice(own_app):
     now = datetime.now(UTC)
     with own_app.app_context():
-        for n in range(30):
-            db.session.add(
-                BillingEvent(
-                    event_id=f"evt_due_{n}",
-                    type="customer.updated",
-                    payload={"id": f"evt_due_{n}", "type": "customer.updated", "created": 0},
-                    status=EventStatus.FAILED,
-                    attempts=1,
-                    next_retry_at=now - timedelta(minutes=1),
-                    created_at=now,
-                )
-            )
-        db.session.commit()
-    runs = []
-    assert run_together(own_app, lambda _n: runs.extend(webhooks.drain_due(grace_days=7, now=now)), 2) == []
-    assert sorted(result.event_id for result in runs) == sorted(f"evt_due_{n}" for n in range(30))
+        add_due([{"id": f"evt_due_{n}", "type": "customer.updated", "created": 0} for n in range(30)], now)
+    assert drain_with_two_workers(own_app, now) == sorted(f"evt_due_{n}" for n in range(30))
     with own_app.app_context():
         assert count(EventAttempt) == 30
         assert set(db.session.scalars(select(BillingEvent.attempts))) == {2}
+
+
+def test_two_workers_draining_small_batches_of_shared_users_run_each_event_once(own_app, monkeypatch):
+    """Batches of 4 due invoices over 4 users, in opposite user orders: two workers' batches lock the same
+    subscriptions in different orders (a deadlock reruns the loser's batch one event per transaction)."""
+    monkeypatch.setattr(webhooks, "BATCH_SIZE", 4)
+    now = datetime.now(UTC)
+    with own_app.app_context():
+        for n in range(4):
+            db.session.add(Customer(user_id=f"user-{n}", provider_customer_id=f"cus_{n}"))
+            db.session.add(
+                Subscription(
+                    user_id=f"user-{n}",
+                    plan="pro",
+                    status=SubscriptionStatus.PAST_DUE,
+                    credits=5,
+                    provider_subscription_id=f"sub_{n}",
+                )
+            )
+        customers = [f"cus_{n % 4 if n // 4 % 2 else 3 - n % 4}" for n in range(40)]
+        invoices = [
+            event(
+                "invoice.paid",
+                invoice(customer=customer, subscription=customer.replace("cus_", "sub_")),
+                event_id=f"evt_paid_{n}",
+                created=now - timedelta(minutes=40 - n),
+            )
+            for n, customer in enumerate(customers)
+        ]
+        add_due(invoices, now)
+    assert drain_with_two_workers(own_app, now) == sorted(f"evt_paid_{n}" for n in range(40))
+    with own_app.app_context():
+        assert count(EventAttempt) == 40
+        assert set(db.session.scalars(select(BillingEvent.attempts))) == {2}
+        assert set(db.session.scalars(select(Subscription.status))) == {"active"}
+        assert audit.verify_chain().ok
 
 
 _CRASH_AFTER_COMMIT = """

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Row, Select, event, select, text
+from sqlalchemy import Select, Text, cast, event, func, select, text
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
 from app.extensions import db
@@ -429,8 +429,8 @@ def list_entries(filters: AuditFilter, *, actor: Actor, after: tuple[int] | None
     )
 
 
-def iter_entries(filters: AuditFilter, *, actor: Actor, batch_size: int = 2000) -> Iterator[Row]:
-    """Every matching entry, newest first, for exports: rows with the columns of EXPORT_COLUMNS.
+def iter_entries(filters: AuditFilter, *, actor: Actor, batch_size: int = 2000) -> Iterator[tuple]:
+    """Every matching entry, newest first, for exports: tuples of the columns of EXPORT_COLUMNS.
 
     The permission check and the first batch run now, so an export that cannot start fails before its first
     byte. Later batches are keyset queries of their own (no cursor or session held open while the client reads:
@@ -444,16 +444,27 @@ def iter_entries(filters: AuditFilter, *, actor: Actor, batch_size: int = 2000) 
 EXPORT_COLUMNS = ("id", "created_at", "actor", "action", "user_id", "reason", "before", "after", "context")
 
 
-def _batch(filters: AuditFilter, before_id: int | None, size: int) -> list[Row]:
-    stmt = _filtered(filters).with_only_columns(*(getattr(AuditEntry, name) for name in EXPORT_COLUMNS))
+def _batch(filters: AuditFilter, before_id: int | None, size: int) -> list[tuple]:
+    """The next batch; before, after and context come as one JSON array, parsed once per row instead of three times
+    (JSON parsing was half of an export's CPU)."""
+    documents = _json_array(AuditEntry.before, AuditEntry.after, AuditEntry.context)
+    stmt = _filtered(filters).with_only_columns(*(getattr(AuditEntry, name) for name in EXPORT_COLUMNS[:6]), documents)
     if before_id is not None:
         stmt = stmt.where(AuditEntry.id < before_id)
-    return list(db.session.execute(stmt.order_by(AuditEntry.id.desc()).limit(size)))
+    rows = db.session.execute(stmt.order_by(AuditEntry.id.desc()).limit(size))
+    return [(*row[:6], *json.loads(row[6])) for row in rows]
 
 
-def _batches(filters: AuditFilter, batch: list[Row], size: int) -> Iterator[Row]:
+def _json_array(*columns):
+    """The JSON text of an array of `columns` (JSON columns; SQL NULL as null)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return cast(func.json_build_array(*columns), Text)
+    return func.json_array(*(func.json(column) for column in columns))
+
+
+def _batches(filters: AuditFilter, batch: list[tuple], size: int) -> Iterator[tuple]:
     while batch:
         yield from batch
         if len(batch) < size:
             return
-        batch = _batch(filters, batch[-1].id, size)
+        batch = _batch(filters, batch[-1][0], size)

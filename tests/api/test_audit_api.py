@@ -189,7 +189,7 @@ def test_a_csv_export_failing_midway_ends_with_a_line_saying_it_is_incomplete(ap
     real_row, calls = audit_csv._csv_row, []
 
     def row_then_fail(entry):
-        calls.append(entry.id)
+        calls.append(entry)
         if len(calls) > 2:
             raise RuntimeError("connection lost")
         return real_row(entry)

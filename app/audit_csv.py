@@ -12,6 +12,7 @@ from flask import Response, stream_with_context
 
 from app import clock
 from app.observability import REQUEST_ID_HEADER, request_id
+from app.services.audit import Exported
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ CHUNK_CHARS = 64 * 1024
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def csv_response(entries: Iterator[tuple]) -> Response:
+def csv_response(entries: Iterator[Exported]) -> Response:
     """Stream `entries` as an attachment, one row at a time (bounded memory for any size).
 
     `entries` has run its first query already, so a failure up to there was an ordinary error response."""
@@ -32,7 +33,7 @@ def csv_response(entries: Iterator[tuple]) -> Response:
     return response
 
 
-def _csv_lines(entries: Iterator[tuple]) -> Iterator[str]:
+def _csv_lines(entries: Iterator[Exported]) -> Iterator[str]:
     """The file in chunks of whole lines, about CHUNK_CHARS each."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -62,7 +63,7 @@ def _finish_visibly(lines: Iterator[str]) -> Iterator[str]:
         )
 
 
-def _csv_row(entry: tuple) -> list:
+def _csv_row(entry: Exported) -> list:
     """The row's cells; the id and the ISO time cannot start a formula, None is written as an empty cell."""
     row_id, created_at, actor, action, user_id, reason, before, after, context = entry
     return [

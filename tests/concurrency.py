@@ -15,11 +15,11 @@ from app.extensions import db
 
 
 @contextmanager
-def migrated_app(test_env: dict[str, str], url: str, **overrides: object) -> Iterator[Flask]:
-    """An app on the database at `url`, migrated to head; its connections are closed afterwards."""
+def migrated_app(test_env: dict[str, str], url: str, *, revision: str = "head", **overrides: object) -> Iterator[Flask]:
+    """An app on the database at `url`, migrated to `revision`; its connections are closed afterwards."""
     app = create_app(TestConfig({**test_env, "TEST_DATABASE_URL": url}, **overrides))
     with app.app_context():
-        flask_migrate.upgrade()
+        flask_migrate.upgrade(revision=revision)
     try:
         yield app
     finally:

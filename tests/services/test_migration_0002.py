@@ -9,14 +9,14 @@ import pytest
 from alembic import command as alembic_command
 from sqlalchemy import select
 
-from app import clock, create_app
-from app.config import TestConfig
+from app import clock
 from app.extensions import db
 from app.models import AuditEntry
 from app.services import audit
 from app.services.actor import Actor
 from app.services.audit import GENESIS_HASH
 from app.services.uow import unit_of_work
+from tests.concurrency import migrated_app
 
 MIGRATION = Path(__file__).parents[2] / "migrations" / "versions" / "0002_keyed_audit_chain.py"
 
@@ -54,12 +54,8 @@ def _write_0001_chain(contents: list[dict], *, break_row: int | None = None) -> 
 
 @pytest.fixture
 def app_at_0001(test_env, own_database):
-    app = create_app(TestConfig({**test_env, "TEST_DATABASE_URL": own_database}))
-    with app.app_context():
-        flask_migrate.upgrade(revision="0001")
+    with migrated_app(test_env, own_database, revision="0001") as app, app.app_context():
         yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 def test_upgrading_re_signs_the_existing_chain_so_it_verifies_and_grows(app_at_0001):

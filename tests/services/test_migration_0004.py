@@ -6,23 +6,18 @@ import flask_migrate
 import pytest
 from sqlalchemy import inspect
 
-from app import create_app
-from app.config import TestConfig
 from app.extensions import db
 from app.models import BillingEvent, EventStatus
 from app.services import webhooks
+from tests.concurrency import migrated_app
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def app_at_0003(test_env, own_database):
-    app = create_app(TestConfig({**test_env, "TEST_DATABASE_URL": own_database}))
-    with app.app_context():
-        flask_migrate.upgrade(revision="0003")
+    with migrated_app(test_env, own_database, revision="0003") as app, app.app_context():
         yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 def event_indexes() -> dict[str, list[str]]:

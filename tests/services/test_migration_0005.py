@@ -8,12 +8,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import inspect, select
 
-from app import create_app
-from app.config import TestConfig
 from app.extensions import db
 from app.models import Customer
 from app.services import evidence, reconcile
 from app.services.actor import Actor
+from tests.concurrency import migrated_app
 from tests.factories import PlanFactory, SubscriptionFactory
 from tests.webhooks import PRICE, event, fixture, invoice, subscription
 
@@ -31,12 +30,8 @@ _events_0004 = sa.table(
 
 @pytest.fixture
 def app_at_0004(test_env, own_database):
-    app = create_app(TestConfig({**test_env, "TEST_DATABASE_URL": own_database}))
-    with app.app_context():
-        flask_migrate.upgrade(revision="0004")
+    with migrated_app(test_env, own_database, revision="0004") as app, app.app_context():
         yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 def _store(event_id, event_type, obj, status, minute, *, user_id="user-a"):

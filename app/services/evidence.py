@@ -1,6 +1,6 @@
 """Reconcile's evidence, kept as events are applied: per subscription field, the event that set it last.
 
-When a subscription or invoice event is recorded as processed (`webhooks._record`), each field its payload sets
+When a handler applies a subscription or invoice event (`handlers.keep_evidence`), each field its payload sets
 (`handlers.implied_by`; a field it has no value for is left alone, as `merge_state` leaves it) is kept on its
 customer's row (`billing_customers.evidence`) with the value, unless an event applied later set that field already
 ("later": by processed_at, then id, the order reconcile folds events in). Every handler holds the customer's row
@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from app.models.subscriptions import SubscriptionStatus
-from app.services.handlers import Implied
+
+if TYPE_CHECKING:
+    from app.services.handlers import Implied
 
 # Each kept field of `Implied`, and how its value is read back from its text.
 FIELDS: dict[str, Callable[[str], Any]] = {

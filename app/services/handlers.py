@@ -12,16 +12,16 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from app.models.customers import Customer
 from app.models.events import BillingEvent, EventStatus
 from app.models.plans import Plan
 from app.models.subscriptions import Subscription, SubscriptionStatus
-from app.services import audit, grace
+from app.services import audit, evidence, grace
 from app.services.actor import Actor
 from app.services.errors import HandlerError
 from app.services.plans import mark_catalog_stale
@@ -54,7 +54,6 @@ class Outcome:
     status: EventStatus  # processed or ignored (a failure is raised as HandlerError)
     note: str | None = None  # why it was ignored
     user_id: str | None = None
-    implied: Implied | None = None  # what an applied subscription or invoice event said (reconcile's evidence)
 
 
 @dataclass(frozen=True)
@@ -248,24 +247,30 @@ def _instant(seconds: int, name: str) -> datetime:
 # -- computing the change ---------------------------------------------------------------------------------------
 
 
-Target = tuple[str, str | None, Subscription | None]  # the user, a provider customer id to link, their subscription
+class Target(NamedTuple):
+    """The user an event is about and their rows, locked for this transaction (read once: `plan_change` and
+    `apply_change` both use them)."""
+
+    user_id: str
+    customer: Customer | None  # None until `apply_change` creates it
+    link: str | None  # a provider customer id to link to the user, when it is new
+    subscription: Subscription | None
 
 
 def lock_target(session: Session, implied: Implied) -> Target:
-    """The user `implied` is about, the provider customer id to link to them if new, and their subscription,
-    locked for this transaction (read once: `plan_change` and `apply_change` both use it).
+    """The user `implied` is about, their customer row, the provider customer id to link, their subscription.
 
     The customer row is locked first (in `_resolve_user`), as grace resets, overrides and reconcile lock it: it is
     the one row every user has (a reset of a user with no subscription locks nothing else), and keeping their lock
     order (customer, subscription, grace period, audit chain) means no deadlock with them.
     """
-    user_id, link = _resolve_user(session, implied)
-    return user_id, link, lock_subscription(session, user_id)
+    user_id, customer, link = _resolve_user(session, implied)
+    return Target(user_id, customer, link, lock_subscription(session, user_id))
 
 
 def plan_change(session: Session, event_id: str, implied: Implied, target: Target) -> Change:
     """What applying `implied` would change for its user's subscription (read under lock, nothing written)."""
-    user_id, link, subscription = target
+    user_id, _, link, subscription = target
     why = f"{implied.event_type} {event_id}"
     if subscription is None and implied.provider_subscription_id is None:
         raise HandlerError(
@@ -304,8 +309,9 @@ def _about_another_subscription(implied: Implied, before: SubscriptionState | No
     )
 
 
-def _resolve_user(session: Session, implied: Implied) -> tuple[str, str | None]:
-    """The user the event is about, and the provider customer id to link to them if it is new."""
+def _resolve_user(session: Session, implied: Implied) -> tuple[str, Customer | None, str | None]:
+    """The user the event is about, their customer row (locked) if any, and the provider customer id to link to
+    them if it is new."""
     customer_id = implied.provider_customer_id
     if customer_id is None:
         raise HandlerError("The event names no customer (data.object.customer), so billops cannot tell whose it is.")
@@ -317,21 +323,25 @@ def _resolve_user(session: Session, implied: Implied) -> tuple[str, str | None]:
                 "customer to a user through metadata.user_id on its subscription. Replay this event once a "
                 "customer.subscription.* event for it has been processed."
             )
-        return by_provider.user_id, None
-    if by_provider is not None and by_provider.user_id != implied.user_id:
-        raise HandlerError(
-            f"{customer_id} belongs to {by_provider.user_id}, but metadata.user_id says {implied.user_id}."
-        )
+        return by_provider.user_id, by_provider, None
+    if by_provider is not None:
+        if by_provider.user_id != implied.user_id:
+            raise HandlerError(
+                f"{customer_id} belongs to {by_provider.user_id}, but metadata.user_id says {implied.user_id}."
+            )
+        return implied.user_id, by_provider, None
     by_user = _customer(session, Customer.user_id, implied.user_id)
     linked = by_user.provider_customer_id if by_user else None
-    if linked is not None and customer_id is not None and linked != customer_id:
+    if linked is not None:
         raise HandlerError(f"{implied.user_id} is linked to {linked}, not to {customer_id}.")
-    return implied.user_id, customer_id if linked is None else None
+    return implied.user_id, by_user, customer_id
 
 
-def _customer(session: Session, column, value: str | None) -> Customer | None:
-    """The customer whose `column` is `value`, locked for this transaction (see `lock_target`)."""
-    return None if value is None else session.scalar(select(Customer).where(column == value).with_for_update())
+def _customer(session: Session, column, value: str) -> Customer | None:
+    """The customer whose `column` is `value`, locked for this transaction (see `lock_target`), with its
+    evidence (`keep_evidence` updates it)."""
+    stmt = select(Customer).where(column == value).options(undefer(Customer.evidence)).with_for_update()
+    return session.scalar(stmt)
 
 
 def _plan_code(session: Session, price_id: str | None) -> str | None:
@@ -360,13 +370,14 @@ def merge_state(before: SubscriptionState | None, implied: Implied, plan: str | 
 # -- applying it ------------------------------------------------------------------------------------------------
 
 
-def apply_change(session: Session, change: Change, subscription: Subscription | None, ctx: HandlerContext) -> None:
+def apply_change(session: Session, change: Change, target: Target, ctx: HandlerContext) -> Customer | None:
     """Write `change` to the user's locked subscription (or a new one) and audit it, in the caller's transaction
-    (an ignored change writes nothing)."""
+    (an ignored change writes nothing). The user's customer row, which a link may have created."""
+    customer, subscription = target.customer, target.subscription
     if change.ignored:
-        return
+        return customer
     if change.link_customer:
-        _link_customer(session, change.user_id, change.link_customer, ctx.now)
+        customer = _link_customer(session, customer, change, ctx.now)
     if subscription is None:
         subscription = Subscription(user_id=change.user_id, credits=0, created_at=ctx.now)
         session.add(subscription)
@@ -389,15 +400,17 @@ def apply_change(session: Session, change: Change, subscription: Subscription | 
             reason=change.why,
         )
     _apply_grace(session, change, ctx)
+    return customer
 
 
-def _link_customer(session: Session, user_id: str, provider_customer_id: str, now: datetime) -> None:
-    customer = session.scalar(select(Customer).where(Customer.user_id == user_id))
+def _link_customer(session: Session, customer: Customer | None, change: Change, now: datetime) -> Customer:
     if customer is None:
-        session.add(Customer(user_id=user_id, provider_customer_id=provider_customer_id, created_at=now))
+        customer = Customer(user_id=change.user_id, provider_customer_id=change.link_customer, created_at=now)
+        session.add(customer)
     else:
-        customer.provider_customer_id = provider_customer_id
+        customer.provider_customer_id = change.link_customer
     session.flush()
+    return customer
 
 
 def _apply_grace(session: Session, change: Change, ctx: HandlerContext) -> None:
@@ -419,10 +432,20 @@ def handle_subscription_or_invoice(session: Session, event: BillingEvent, ctx: H
     assert implied is not None  # the dispatch table only routes readable types here
     target = lock_target(session, implied)
     change = plan_change(session, event.event_id, implied, target)
-    apply_change(session, change, target[2], ctx)
+    customer = apply_change(session, change, target, ctx)
     if change.ignored:
         return Outcome(EventStatus.IGNORED, change.ignored, change.user_id)
-    return Outcome(EventStatus.PROCESSED, None, change.user_id, implied)
+    keep_evidence(customer, implied, event, ctx.now)
+    return Outcome(EventStatus.PROCESSED, None, change.user_id)
+
+
+def keep_evidence(customer: Customer, implied: Implied, event: BillingEvent, now: datetime) -> None:
+    """Keep what the applied event set on its customer's row (locked), for reconcile (`app/services/evidence.py`).
+
+    The event is recorded as processed at `now`, unless it was before (an ignored event replayed).
+    """
+    applied = evidence.Applied(event.processed_at or now, event.id, event.type, event.event_id)
+    customer.evidence = evidence.merged(customer.evidence, implied, applied)
 
 
 def handle_invoice(session: Session, event: BillingEvent, ctx: HandlerContext) -> Outcome:

@@ -24,12 +24,11 @@ from typing import Any
 
 from sqlalchemy import Row, Select, TextClause, bindparam, insert, inspect, select, text, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, defer, undefer
+from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.models.customers import Customer
 from app.models.events import AttemptTrigger, BillingEvent, EventAttempt, EventStatus
-from app.services import audit, evidence, handlers
+from app.services import audit, handlers
 from app.services.actor import Actor, Channel
 from app.services.errors import Conflict, DomainError, InvalidInput, InvalidJSON, InvalidSignature, NotFound
 from app.services.events import EventFilter, filtered
@@ -372,8 +371,6 @@ class _Job:
             ctx = HandlerContext(Actor.webhook(event.event_id, self.channel), self.now, self.grace_days)
             outcome = _handle(session, event, ctx, among_others=among_others)
         attempt = _Attempt.of(event, self.trigger, outcome, self.now, round((time.monotonic() - started) * 1000))
-        if attempt.status is EventStatus.PROCESSED and outcome.implied is not None:
-            _keep_evidence(session, attempt, event.type, outcome.implied)
         if self.admin is not None:
             after = {"event_id": event.event_id, "status": attempt.status, "error": attempt.last_error}
             audit.record(
@@ -511,15 +508,6 @@ def _save(session: Session, attempts: list[_Attempt], now: datetime) -> None:
             for a in attempts
         ],
     )
-
-
-def _keep_evidence(session: Session, attempt: _Attempt, event_type: str, implied: handlers.Implied) -> None:
-    """Keep what the applied event set on its customer's row (locked by the handler), for reconcile."""
-    customer = session.scalar(
-        select(Customer).where(Customer.user_id == attempt.user_id).options(undefer(Customer.evidence))
-    )
-    applied = evidence.Applied(attempt.processed_at, attempt.pk, event_type, attempt.event_id)
-    customer.evidence = evidence.merged(customer.evidence, implied, applied)
 
 
 # -- replaying --------------------------------------------------------------------------------------------------

@@ -12,8 +12,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Row, delete, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +21,7 @@ from app.services import audit
 from app.services.actor import Actor, Channel
 from app.services.errors import AuthRequired, Conflict, InvalidInput, NotFound
 from app.services.permissions import Permission, require
-from app.services.uow import unit_of_work
+from app.services.uow import insert_on_conflict, unit_of_work
 
 KEY_PREFIX = "bok_"
 BOOTSTRAP_NAME = "bootstrap"
@@ -287,9 +285,9 @@ def _audit_suppressed(
 
 def _count_failure(session: Session, address: str, window: datetime) -> int:
     """Add one failure to a counter and return the new count, atomically (the row stays locked until commit)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(AuthFailureCount).values(address=address, window_start=window, failures=1, audited=0)
+    stmt = insert_on_conflict(session, AuthFailureCount).values(
+        address=address, window_start=window, failures=1, audited=0
+    )
     stmt = stmt.on_conflict_do_update(
         index_elements=[AuthFailureCount.address, AuthFailureCount.window_start],
         set_={"failures": AuthFailureCount.failures + 1},

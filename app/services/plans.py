@@ -22,7 +22,7 @@ from app.services.actor import Actor
 from app.services.catalog import CatalogError, load_catalog
 from app.services.errors import ProviderUnavailable
 from app.services.permissions import Permission, require
-from app.services.uow import unit_of_work
+from app.services.uow import insert_on_conflict, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,12 @@ def mark_catalog_synced(session: Session, *, now: datetime) -> None:
 
 
 def _state_for_update(session: Session) -> CatalogState:
+    """The catalog's one state row, locked; created by the first catalog event. Two first events at once both
+    INSERT ... ON CONFLICT DO NOTHING: the second waits for the first's row, then locks it (no unique violation)."""
     state = session.get(CatalogState, _CATALOG_ROW, with_for_update=True)
     if state is None:
-        state = CatalogState(id=_CATALOG_ROW)
-        session.add(state)
-        session.flush()
+        session.execute(insert_on_conflict(session, CatalogState).values(id=_CATALOG_ROW).on_conflict_do_nothing())
+        state = session.get(CatalogState, _CATALOG_ROW, with_for_update=True)
     return state
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -43,3 +44,9 @@ def is_contention(exc: OperationalError) -> bool:
     if getattr(exc.orig, "sqlstate", None) in _CONTENTION_SQLSTATES:
         return True
     return "database is locked" in str(exc.orig)  # SQLite, once busy_timeout has run out
+
+
+def insert_on_conflict(session: Session, model: type) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `model` in the session's dialect, so it takes `on_conflict_do_nothing/update` (both have it)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(model)

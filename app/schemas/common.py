@@ -19,6 +19,16 @@ MAX_CURSOR_TEXT = 255
 REASON = validate.Length(max=500)
 
 
+class JSONBoolean(fields.Boolean):
+    """JSON's `true` or `false` only. marshmallow's Boolean also takes "yes", "off", 1 and the like; a switch such
+    as `dry_run` or `apply` decides whether data changes, so anything but a boolean is refused (422)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class FullMatch(validate.Regexp):
     """A pattern the WHOLE value must match: `re.match` with `$` would let a trailing newline through.
 

@@ -5,7 +5,7 @@ from datetime import datetime
 from marshmallow import Schema, fields, validate
 
 from app.models.events import EventStatus
-from app.schemas.common import Cursor, ListQuery, ReasonIn, Timestamp, page_schema
+from app.schemas.common import Cursor, JSONBoolean, ListQuery, ReasonIn, Timestamp, page_schema
 from app.services import webhooks
 
 _EVENT_TYPE = validate.Length(min=1, max=100)
@@ -73,7 +73,7 @@ class ReplayIn(EventFilterFields, ReasonIn):
             f"{webhooks.DEFAULT_REPLAY_LIMIT})"
         },
     )
-    dry_run = fields.Boolean(load_default=False, metadata={"description": "list what would run; write nothing"})
+    dry_run = JSONBoolean(load_default=False, metadata={"description": "list what would run; write nothing"})
 
 
 class ReplayResultSchema(Schema):

@@ -3,7 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from app.models.plans import PlanInterval
-from app.schemas.common import FullMatch, ReasonIn, Timestamp, storable
+from app.schemas.common import FullMatch, JSONBoolean, ReasonIn, Timestamp, storable
 from app.services.inputs import INT32_MAX
 
 # Plans come from a catalog file or from Stripe, not through a request's input check: what the database cannot
@@ -37,7 +37,7 @@ class PlanCatalogSchema(Schema):
 
 
 class PlansSyncIn(ReasonIn):
-    dry_run = fields.Boolean(load_default=False, metadata={"description": "report what would change; write nothing"})
+    dry_run = JSONBoolean(load_default=False, metadata={"description": "report what would change; write nothing"})
 
 
 class PlansSyncOut(Schema):

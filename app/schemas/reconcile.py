@@ -7,7 +7,7 @@ from typing import Any
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from app.schemas.common import Cursor, ListQuery, ReasonIn
+from app.schemas.common import Cursor, JSONBoolean, ListQuery, ReasonIn
 from app.services.reconcile import MAX_APPLY_USER_IDS, Kind, Source
 
 _USER_ID = validate.Length(min=1, max=64)
@@ -97,7 +97,7 @@ class ReconcilePage(Schema):
 
 
 class ReconcileApplyIn(SourceRule, ReasonIn):
-    apply = fields.Boolean(
+    apply = JSONBoolean(
         required=True,
         validate=validate.Equal(True, error="must be true: GET /reconcile previews without changing anything"),
         metadata={"description": "must be `true`; `GET /reconcile` is the preview", "enum": [True]},

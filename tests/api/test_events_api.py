@@ -135,6 +135,8 @@ def test_a_filter_replay_runs_each_event_once_oldest_first(api, tx):
         ({"status": "failed", "limit": 10001}, "limit"),
         ({"event_id": "evt_x_000", "limit": 5}, "limit"),
         ({"event_id": 5}, "event_id"),
+        ({"event_id": "evt_x_000", "dry_run": "yes"}, "dry_run"),
+        ({"event_id": "evt_x_000", "dry_run": 0}, "dry_run"),
         ({"event_id": "evt_x_000", "reason": "x" * 501}, "reason"),
     ],
 )

@@ -65,7 +65,9 @@ def test_the_reason_of_a_sync_lands_in_its_audit_row(api, tx):
     assert entry.reason == "new team plan — from the catalog provider"
 
 
-@pytest.mark.parametrize("body", [{"dry_run": "yes please"}, {"apply": True}, {"reason": "x" * 501}])
+@pytest.mark.parametrize(
+    "body", [{"dry_run": "yes please"}, {"dry_run": "false"}, {"dry_run": 0}, {"apply": True}, {"reason": "x" * 501}]
+)
 def test_a_bad_sync_body_is_validation_failed(api, body):
     resp = api("admin").post(SYNC_URL, json=body)
     assert (resp.status_code, resp.get_json()["code"]) == (422, "validation_failed")

@@ -290,6 +290,8 @@ def test_a_cursor_of_another_list_is_refused(api, edited):
         ({}, "apply"),
         ({"apply": False}, "apply"),
         ({"apply": "yes please"}, "apply"),
+        ({"apply": "true"}, "apply"),
+        ({"apply": 1}, "apply"),
         ({"apply": True, "user_ids": []}, "user_ids"),
         ({"apply": True, "user_ids": [f"user-{n}" for n in range(1001)]}, "user_ids"),
         ({"apply": True, "source": "provider"}, "source"),

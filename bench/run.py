@@ -499,11 +499,13 @@ class Bench:
         )
 
     def drain(self, workers: int) -> None:
+        """Make `sizes.batch` processed invoice events due again and time `workers` processes draining them. Each
+        run takes events no earlier run took (the newest after those), so none finds them in PostgreSQL's cache."""
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(
                 "UPDATE billing_events SET status = 'failed', attempts = 1, next_retry_at = now() - interval '1 minute'"
                 " WHERE id IN (SELECT id FROM billing_events WHERE status = 'processed' AND type LIKE 'invoice.%%'"
-                " ORDER BY id DESC LIMIT %s)",
+                " AND attempts = 1 ORDER BY id DESC LIMIT %s)",
                 (self.sizes.batch,),
             )
         cmd = [str(VENV_BIN / "flask"), "--app", "wsgi", "billing", "worker", "--once"]

@@ -305,10 +305,11 @@ def _process_due(*, grace_days: int, now: datetime, size: int) -> list[EventResu
 class _Claim:
     """The events one transaction locks and runs: those matching `where`, at most `limit` of them.
 
-    Without `wait` (the receiver, the worker) rows another transaction holds are skipped and the oldest due run
-    first. With `wait` (a replay) they are waited for and locked in id order (ids never change, so two replays
-    never wait for each other in a cycle); they run in the order of `order`, their ids. Without `payloads` the
-    payloads are left unread: a replay reads only those of the events it runs a handler on (`_read_payloads`).
+    Without `wait` (the receiver, the worker) rows another transaction holds are skipped and the oldest due are
+    claimed first. With `wait` (a replay) they are waited for and locked in id order (ids never change, so two
+    replays never wait for each other in a cycle), and listed in the order of `order`, their ids. Without
+    `payloads` the payloads are left unread: a replay reads only those of the events it runs a handler on
+    (`_read_payloads`). Handlers run in `_in_lock_order`; results come back in the claim's order.
     """
 
     where: tuple[Any, ...]
@@ -442,7 +443,8 @@ def _run_batch(job: _Job, claim: _Claim, *, fall_back: bool = False) -> list[Eve
             events = claim.lock(session)
             claimed = [event.id for event in events]
             _read_payloads(session, [event for event in events if job.runs_handler(event)])
-            attempts = [job.run(session, event, among_others=len(events) > 1) for event in events]
+            ran = {event.id: job.run(session, event, among_others=len(events) > 1) for event in _in_lock_order(events)}
+            attempts = [ran[pk] for pk in claimed]
             _save(session, attempts, job.now)
     except Exception as exc:
         if not (fall_back and claimed):
@@ -453,6 +455,28 @@ def _run_batch(job: _Job, claim: _Claim, *, fall_back: bool = False) -> list[Eve
             log.exception("a batch of %d events failed; running each in a transaction of its own", len(claimed))
         return [result for pk in claimed for result in _run_batch(job, claim.alone(pk))]
     return [attempt.result for attempt in attempts]
+
+
+def _in_lock_order(events: list[BillingEvent]) -> list[BillingEvent]:
+    """`events` in the order of the customers their handlers lock first (by provider customer id), each
+    customer's events still in claim order; events that name none (catalog events, unreadable payloads, replays
+    that run no handler) last.
+
+    Two batches running at once (two workers) then lock the customers they share in the same order, instead of
+    deadlocking when one holds a customer the other wants next.
+    """
+
+    def customer(event: BillingEvent) -> tuple[bool, str]:
+        if "payload" in inspect(event).unloaded:  # a replay of a processed event: no handler, no lock
+            return True, ""
+        try:
+            implied = handlers.implied_by(event.type, event.payload)
+        except Exception:  # the handler will say what is wrong with the payload
+            implied = None
+        customer_id = implied.provider_customer_id if implied else None
+        return customer_id is None, customer_id or ""
+
+    return sorted(events, key=customer)
 
 
 def _read_payloads(session: Session, events: list[BillingEvent]) -> None:

@@ -26,8 +26,9 @@ from app.models import (
     Subscription,
     SubscriptionStatus,
 )
-from app.services import audit, webhooks
+from app.services import audit, handlers, webhooks
 from tests.concurrency import migrated_app, run_together
+from tests.services.test_grace_concurrency import held, run_first_then_second
 from tests.webhooks import SECRET, event, fixture, invoice, sign
 
 
@@ -134,6 +135,55 @@ def test_two_workers_draining_small_batches_of_shared_users_run_each_event_once(
     with own_app.app_context():
         assert count(EventAttempt) == 40
         assert set(db.session.scalars(select(BillingEvent.attempts))) == {2}
+        assert set(db.session.scalars(select(Subscription.status))) == {"active"}
+        assert audit.verify_chain().ok
+
+
+def test_two_batches_lock_the_customers_they_share_in_one_order_instead_of_deadlocking(own_app, monkeypatch, caplog):
+    """Worker A claims invoices of cus_2 then cus_1, worker B of cus_1 then cus_2. Each batch runs its events in
+    customer order, so while A holds cus_1, B waits for it (rather than taking cus_2 for A to wait on in turn)."""
+    now = datetime.now(UTC)
+    with own_app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite runs one batch at a time: its claim takes the database's write lock")
+        for n in (1, 2):
+            db.session.add(Customer(user_id=f"user-{n}", provider_customer_id=f"cus_{n}"))
+            db.session.add(
+                Subscription(
+                    user_id=f"user-{n}",
+                    plan="pro",
+                    status=SubscriptionStatus.PAST_DUE,
+                    credits=5,
+                    provider_subscription_id=f"sub_{n}",
+                )
+            )
+        claim_order = ["cus_2", "cus_1", "cus_1", "cus_2"]  # A claims the first two, B (skipping them) the rest
+        add_due(
+            [
+                event(
+                    "invoice.paid",
+                    invoice(customer=customer, subscription=customer.replace("cus_", "sub_")),
+                    event_id=f"evt_paid_{n}",
+                    created=now - timedelta(minutes=10 - n),
+                )
+                for n, customer in enumerate(claim_order)
+            ],
+            now,
+        )
+    there, release = held(monkeypatch, handlers, "lock_target")  # A stops once it holds its first customer
+    ran = {}
+
+    def drain(worker: str) -> None:
+        with own_app.app_context():
+            ran[worker] = [result.event_id for result in webhooks.drain_due(grace_days=7, now=now, limit=2)]
+            db.session.remove()
+
+    run_first_then_second(own_app, lambda: drain("A"), lambda: drain("B"), there, release)
+
+    assert ran == {"A": ["evt_paid_0", "evt_paid_1"], "B": ["evt_paid_2", "evt_paid_3"]}
+    assert "lost a lock race" not in caplog.text
+    with own_app.app_context():
+        assert count(EventAttempt) == 4 and set(db.session.scalars(select(BillingEvent.status))) == {"processed"}
         assert set(db.session.scalars(select(Subscription.status))) == {"active"}
         assert audit.verify_chain().ok
 

@@ -355,6 +355,12 @@ class _Job:
     admin: Actor | None = None
     reason: str | None = None
 
+    def trigger_for(self, event: BillingEvent) -> AttemptTrigger:
+        """The attempt's trigger: a worker's first run of an event (queued, or stranded by a receiver that died) is
+        its `receive` attempt, not a retry of one that never happened."""
+        first = self.trigger is AttemptTrigger.RETRY and event.attempts == 0
+        return AttemptTrigger.RECEIVE if first else self.trigger
+
     def runs_handler(self, event: BillingEvent) -> bool:
         """Whether `run` runs the event's handler: not for a replay of a processed event."""
         return not (self.trigger is AttemptTrigger.REPLAY and event.status is EventStatus.PROCESSED)
@@ -371,7 +377,8 @@ class _Job:
         else:
             ctx = HandlerContext(Actor.webhook(event.event_id, self.channel), self.now, self.grace_days)
             outcome = _handle(session, event, ctx, among_others=among_others)
-        attempt = _Attempt.of(event, self.trigger, outcome, self.now, round((time.monotonic() - started) * 1000))
+        duration_ms = round((time.monotonic() - started) * 1000)
+        attempt = _Attempt.of(event, self.trigger_for(event), outcome, self.now, duration_ms)
         if self.admin is not None:
             after = {"event_id": event.event_id, "status": attempt.status, "error": attempt.last_error}
             audit.record(

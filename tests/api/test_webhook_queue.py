@@ -68,7 +68,7 @@ def test_a_badly_signed_delivery_is_refused_in_queue_mode_too(queue_client, tx, 
 
 
 @pytest.mark.parametrize(
-    "mode, trigger, channel", [("inline", "receive", "api"), ("queue", "retry", "worker")], ids=["inline", "queue"]
+    "mode, trigger, channel", [("inline", "receive", "api"), ("queue", "receive", "worker")], ids=["inline", "queue"]
 )
 def test_the_worker_applies_a_queued_event_as_the_receiver_applies_it_inline(
     webhook_app, tx, frozen_clock, monkeypatch, mode, trigger, channel

@@ -230,7 +230,7 @@ def test_an_event_stranded_by_a_killed_process_is_claimed_by_the_worker_after_a_
         assert webhooks.drain_due(grace_days=7, now=received_at + timedelta(seconds=59)) == []
         [result] = webhooks.drain_due(grace_days=7, now=received_at + timedelta(seconds=61))
         assert (result.event_id, result.status) == (document["id"], "processed")
-        assert [a.trigger for a in db.session.scalars(select(EventAttempt))] == ["retry"]
+        assert [a.trigger for a in db.session.scalars(select(EventAttempt))] == ["receive"]
 
 
 def test_the_worker_finishes_its_batch_and_exits_0_on_sigterm(own_app, own_database):

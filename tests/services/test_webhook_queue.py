@@ -153,7 +153,7 @@ def test_an_idle_worker_is_woken_by_a_queued_event_and_stops_at_once(queue_app, 
     assert not thread.is_alive() and failures == []
     with queue_app.app_context():
         [attempt] = db.session.scalars(select(EventAttempt)).all()
-        assert (attempt.trigger, attempt.outcome) == ("retry", "processed")
+        assert (attempt.trigger, attempt.outcome) == ("receive", "processed")
 
 
 def test_two_workers_share_the_queue_and_run_each_event_once(queue_app):

@@ -27,6 +27,9 @@ class IdempotencyKey(db.Model):
     key: Mapped[str] = mapped_column(String(255))
     fingerprint: Mapped[str] = mapped_column(String(64), comment="sha256 of method, path and body")
     state: Mapped[IdempotencyState] = mapped_column(str_enum(IdempotencyState))
+    applied_at: Mapped[datetime | None] = mapped_column(
+        comment="when a transaction of the request committed; written in that transaction"
+    )
     response_status: Mapped[int | None]
     response_body: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]

@@ -2,6 +2,10 @@
 
 State lives in the database, so every gunicorn worker sees it. A key is claimed (committed `in_flight`) before
 the request's work starts, and the answer is stored once it is known. Keys are scoped per admin key.
+
+Between the two, every commit of the request's session also stamps the key `applied_at`, in the same transaction
+(`_stamp_applied`): if the process dies after its change committed but before its answer was stored, a retry
+is refused instead of running the change a second time.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from app.extensions import db
 from app.models.idempotency import IdempotencyKey, IdempotencyState
 from app.services.errors import IdempotencyInProgress, IdempotencyKeyReused
 from app.services.uow import unit_of_work
@@ -27,6 +33,7 @@ IN_FLIGHT_TIMEOUT = timedelta(minutes=5)
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces (fullmatch: "$" lets "\n" in)
 # Answers that mean "try again" are not kept: the retry with the same key runs the request anew.
 _RETRYABLE_STATUSES = (409, 429)
+_RUNNING = "idempotency.running"  # session.info: (admin key id, key, now) of the claimed key whose request runs
 
 
 @dataclass(frozen=True)
@@ -60,16 +67,19 @@ def claim(admin_key_id: int, key: str, request_fingerprint: str, *, now: datetim
             if row is None:
                 row = IdempotencyKey(admin_key_id=admin_key_id, key=key)
                 session.add(row)
-            elif row.expires_at > now:
-                return _answer_for(row, request_fingerprint, now)
-            _start(row, request_fingerprint, now)  # a new key, or one past its lifetime: a fresh claim
-            return None
+            elif row.expires_at > now and (stored := _answer_for(row, request_fingerprint, now)) is not None:
+                return stored
+            _start(row, request_fingerprint, now)  # new, past its lifetime, or abandoned before its change
     except IntegrityError:  # another process claimed the same key at the same moment
         raise _in_progress() from None
+    db.session.info[_RUNNING] = (admin_key_id, key, now)  # after the claim's own commit
+    return None
 
 
 def finish(admin_key_id: int, key: str, status: int, body: Any, *, now: datetime) -> None:
-    """Keep the answer to a claimed key; release the key instead if the answer should not be replayed."""
+    """Keep the answer to a claimed key; release the key instead if the answer should not be replayed, unless the
+    request's change committed (then a retry must not run it again: the key stays claimed, and is refused)."""
+    db.session.info.pop(_RUNNING, None)
     with unit_of_work() as session:
         row = session.scalar(
             select(IdempotencyKey)
@@ -79,7 +89,8 @@ def finish(admin_key_id: int, key: str, status: int, body: Any, *, now: datetime
         if row is None or row.state is not IdempotencyState.IN_FLIGHT:
             return
         if status >= 500 or status in _RETRYABLE_STATUSES or not isinstance(body, dict):
-            session.delete(row)  # nothing was kept (or the answer says to retry): a retry runs anew
+            if row.applied_at is None:
+                session.delete(row)  # nothing was kept (or the answer says to retry): a retry runs anew
             return
         row.state, row.response_status, row.response_body = IdempotencyState.DONE, status, body
 
@@ -92,7 +103,7 @@ def purge_expired_idempotency_keys(now: datetime) -> int:
 
 
 def _start(row: IdempotencyKey, request_fingerprint: str, now: datetime) -> None:
-    row.fingerprint, row.state = request_fingerprint, IdempotencyState.IN_FLIGHT
+    row.fingerprint, row.state, row.applied_at = request_fingerprint, IdempotencyState.IN_FLIGHT, None
     row.response_status, row.response_body = None, None
     row.created_at, row.expires_at = now, now + KEY_LIFETIME
 
@@ -107,8 +118,30 @@ def _answer_for(row: IdempotencyKey, request_fingerprint: str, now: datetime) ->
         return StoredResponse(row.response_status, row.response_body)
     if now - row.created_at < IN_FLIGHT_TIMEOUT:
         raise _in_progress()
-    row.created_at = now  # the first request's process died before answering: this one takes the key over
-    return None
+    if row.applied_at is not None:
+        raise IdempotencyInProgress(
+            f"The first request with this Idempotency-Key made its change at {row.applied_at.isoformat()}, but its "
+            "answer was lost (its process stopped). It will not run again: read the record to see its state, and "
+            "use a new key for a new change."
+        )
+    return None  # the first request's process died before its change: this one takes the key over
+
+
+@event.listens_for(Session, "before_commit")
+def _stamp_applied(session: Session) -> None:
+    """While a claimed key's request runs, each commit of its session (its change) stamps the key, in the same
+    transaction: committed together, or not at all. A savepoint's release is not a commit (a replay releases one
+    per event): only the transaction's own commit stamps."""
+    running = session.info.get(_RUNNING)
+    if running is None or session.in_nested_transaction():
+        return
+    admin_key_id, key, now = running
+    session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.admin_key_id == admin_key_id, IdempotencyKey.key == key)
+        .where(IdempotencyKey.applied_at.is_(None))
+        .values(applied_at=now)
+    )
 
 
 def _in_progress() -> IdempotencyInProgress:

@@ -94,13 +94,61 @@ def test_a_key_whose_process_died_is_taken_over_after_the_timeout(support, tx, f
     admin_key_id = tx.scalar(
         select(AdminKey.id).where(AdminKey.key_hash == hash_secret(support.headers["X-Admin-Key"]))
     )
-    assert idempotency.claim(admin_key_id, "retry-1", signature, now=clock.utcnow()) is None  # then its process died
+    assert idempotency.claim(admin_key_id, "retry-1", signature, now=clock.utcnow()) is None
+    tx.remove()  # then its process died, before its change: its session went with it
     assert send(support).status_code == 409
     frozen_clock.advance(seconds=idempotency.IN_FLIGHT_TIMEOUT.total_seconds())
     resp = send(support)
     assert resp.status_code == 200 and "Idempotent-Replayed" not in resp.headers
     assert (credits(tx), overrides(tx)) == (110, 1)
     assert send(support).headers["Idempotent-Replayed"] == "true"
+
+
+def dies_before_storing_the_answer(tx):
+    """A stand-in for `idempotency.finish` when the process dies after the request's work: its session goes too."""
+    return lambda *args, **kwargs: tx.remove()
+
+
+def test_a_retry_after_a_crash_between_the_change_and_its_answer_is_refused_not_run_again(
+    support, tx, frozen_clock, monkeypatch
+):
+    with monkeypatch.context() as crash:
+        crash.setattr(idempotency, "finish", dies_before_storing_the_answer(tx))
+        assert send(support).status_code == 200  # an answer the client never got
+    stamped = tx.scalar(select(IdempotencyKey.applied_at))
+    assert stamped == frozen_clock.now  # written with the change, in its transaction
+    frozen_clock.advance(seconds=idempotency.IN_FLIGHT_TIMEOUT.total_seconds())
+    resp = send(support)
+    assert (resp.status_code, resp.get_json()["code"]) == (409, "idempotency_in_progress")
+    assert "answer was lost" in resp.get_json()["detail"] and "It will not run again" in resp.get_json()["detail"]
+    assert (credits(tx), overrides(tx)) == (110, 1)
+
+
+def test_a_server_error_after_the_change_committed_keeps_the_key_so_a_retry_cannot_run_it_again(
+    support, tx, frozen_clock, monkeypatch
+):
+    def grant_then_fail(**kwargs):
+        real_override(**kwargs)  # commits
+        raise RuntimeError("rendering the answer failed")
+
+    real_override = entitlements.override_entitlements
+    with monkeypatch.context() as patch:
+        patch.setattr(entitlements, "override_entitlements", grant_then_fail)
+        assert send(support).status_code == 500
+    assert send(support).status_code == 409
+    frozen_clock.advance(seconds=idempotency.IN_FLIGHT_TIMEOUT.total_seconds())
+    assert "answer was lost" in send(support).get_json()["detail"]
+    assert (credits(tx), overrides(tx)) == (110, 1)
+
+
+def test_a_request_refused_before_any_change_leaves_no_stamp_and_its_retry_runs(support, tx, frozen_clock, monkeypatch):
+    with monkeypatch.context() as crash:
+        crash.setattr(idempotency, "finish", dies_before_storing_the_answer(tx))
+        assert send(support, GRANT | {"user_id": "user-nobody"}, key="nobody").status_code == 404
+    assert tx.scalar(select(IdempotencyKey.applied_at).where(IdempotencyKey.key == "nobody")) is None
+    frozen_clock.advance(seconds=idempotency.IN_FLIGHT_TIMEOUT.total_seconds())
+    again = send(support, GRANT | {"user_id": "user-nobody"}, key="nobody")
+    assert again.status_code == 404 and "Idempotent-Replayed" not in again.headers  # taken over and run anew
 
 
 def test_keys_are_scoped_per_admin_key(api, support, tx):

@@ -5,8 +5,7 @@ from app.extensions import db
 from app.models.plans import CatalogState
 from app.services import plans
 from app.services.uow import unit_of_work
-from tests.concurrency import migrated_app
-from tests.services.test_grace_concurrency import held, run_first_then_second
+from tests.concurrency import held, migrated_app, run_first_then_second
 
 
 def test_a_new_catalog_is_not_stale(tx):

@@ -8,23 +8,20 @@ time, so there the second simply queues. Real commits from two connections need 
 """
 
 import json
-import threading
-import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from app import clock
 from app.extensions import db
 from app.models import AuditEntry, BillingEvent, Customer, GracePeriod, Subscription, SubscriptionStatus
 from app.services import audit, grace, handlers, keys
 from app.services.actor import Actor
-from tests.concurrency import migrated_app
+from tests.concurrency import held, migrated_app, run_first_then_second
 from tests.webhooks import SECRET, WEBHOOK_URL, event, invoice, sign
 
 RESET_URL = "/v1/admin/billing/grace-period/reset"
-WAIT = 60  # seconds before a test gives up on a thread that never gets there (a hang, not a timing assumption)
 
 
 @pytest.fixture
@@ -46,36 +43,6 @@ def own_app(test_env, own_database, frozen_clock):
             secret = keys.create_key("tooling", "support", actor=Actor.cli("test"), now=clock.utcnow()).secret
             db.session.remove()
         yield app, secret
-
-
-def held(monkeypatch, module, name: str) -> tuple[threading.Event, threading.Event]:
-    """Make `module.name` stop, once it has returned, until released: (it got there, release it)."""
-    real, there, release = getattr(module, name), threading.Event(), threading.Event()
-
-    def holding(*args, **kwargs):
-        result = real(*args, **kwargs)
-        there.set()
-        assert release.wait(WAIT), f"{name} was never released"
-        return result
-
-    monkeypatch.setattr(module, name, holding)
-    return there, release
-
-
-def wait_until_someone_waits_for_a_lock(app) -> None:
-    """Return once a connection to the test's database waits for a lock (PostgreSQL; on SQLite at once)."""
-    with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            return
-        waiting = text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        deadline = time.monotonic() + WAIT
-        while not db.session.scalar(waiting):
-            db.session.rollback()
-            assert time.monotonic() < deadline, "the second transaction never waited for the first one's locks"
-            time.sleep(0.01)  # polling a condition, not timing: the order is set by the locks
-        db.session.remove()
 
 
 def reset(app, secret, results):
@@ -101,19 +68,6 @@ def payment_failed(app, results):
         WEBHOOK_URL, data=raw, headers={"Stripe-Signature": sign(raw, timestamp=int(now.timestamp()))}
     )
     results["webhook"] = response.get_json()["status"]
-
-
-def run_first_then_second(app, first, second, there, release) -> None:
-    """Start `first`, and once it holds its locks (`there`) start `second`; release `first` once `second` waits."""
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    threads[0].start()
-    assert there.wait(WAIT), "the first transaction never got its locks"
-    threads[1].start()
-    wait_until_someone_waits_for_a_lock(app)
-    release.set()
-    for thread in threads:
-        thread.join(WAIT)
-    assert not any(thread.is_alive() for thread in threads)
 
 
 def stored(app):

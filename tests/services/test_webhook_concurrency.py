@@ -27,8 +27,7 @@ from app.models import (
     SubscriptionStatus,
 )
 from app.services import audit, handlers, webhooks
-from tests.concurrency import migrated_app, run_together
-from tests.services.test_grace_concurrency import held, run_first_then_second
+from tests.concurrency import held, migrated_app, run_first_then_second, run_together
 from tests.webhooks import SECRET, event, fixture, invoice, sign
 
 
@@ -86,6 +85,37 @@ def add_due(documents, now):
     db.session.commit()
 
 
+def add_past_due_users(numbers) -> None:
+    """user-N (provider customer cus_N) with a past-due subscription sub_N, for each N."""
+    for n in numbers:
+        db.session.add(Customer(user_id=f"user-{n}", provider_customer_id=f"cus_{n}"))
+        db.session.add(
+            Subscription(
+                user_id=f"user-{n}",
+                plan="pro",
+                status=SubscriptionStatus.PAST_DUE,
+                credits=5,
+                provider_subscription_id=f"sub_{n}",
+            )
+        )
+
+
+def add_due_invoices(customers: list[str], now) -> None:
+    """Due `invoice.paid` events evt_paid_0, 1, ... of the customers' subscriptions, claimed in this order."""
+    add_due(
+        [
+            event(
+                "invoice.paid",
+                invoice(customer=customer, subscription=customer.replace("cus_", "sub_")),
+                event_id=f"evt_paid_{n}",
+                created=now - timedelta(minutes=len(customers) - n),
+            )
+            for n, customer in enumerate(customers)
+        ],
+        now,
+    )
+
+
 def drain_with_two_workers(app, now) -> list[str]:
     """The event ids two workers draining at once ran, sorted."""
     runs = []
@@ -109,28 +139,8 @@ def test_two_workers_draining_small_batches_of_shared_users_run_each_event_once(
     monkeypatch.setattr(webhooks, "BATCH_SIZE", 4)
     now = datetime.now(UTC)
     with own_app.app_context():
-        for n in range(4):
-            db.session.add(Customer(user_id=f"user-{n}", provider_customer_id=f"cus_{n}"))
-            db.session.add(
-                Subscription(
-                    user_id=f"user-{n}",
-                    plan="pro",
-                    status=SubscriptionStatus.PAST_DUE,
-                    credits=5,
-                    provider_subscription_id=f"sub_{n}",
-                )
-            )
-        customers = [f"cus_{n % 4 if n // 4 % 2 else 3 - n % 4}" for n in range(40)]
-        invoices = [
-            event(
-                "invoice.paid",
-                invoice(customer=customer, subscription=customer.replace("cus_", "sub_")),
-                event_id=f"evt_paid_{n}",
-                created=now - timedelta(minutes=40 - n),
-            )
-            for n, customer in enumerate(customers)
-        ]
-        add_due(invoices, now)
+        add_past_due_users(range(4))
+        add_due_invoices([f"cus_{n % 4 if n // 4 % 2 else 3 - n % 4}" for n in range(40)], now)
     assert drain_with_two_workers(own_app, now) == sorted(f"evt_paid_{n}" for n in range(40))
     with own_app.app_context():
         assert count(EventAttempt) == 40
@@ -146,30 +156,8 @@ def test_two_batches_lock_the_customers_they_share_in_one_order_instead_of_deadl
     with own_app.app_context():
         if db.engine.dialect.name != "postgresql":
             pytest.skip("SQLite runs one batch at a time: its claim takes the database's write lock")
-        for n in (1, 2):
-            db.session.add(Customer(user_id=f"user-{n}", provider_customer_id=f"cus_{n}"))
-            db.session.add(
-                Subscription(
-                    user_id=f"user-{n}",
-                    plan="pro",
-                    status=SubscriptionStatus.PAST_DUE,
-                    credits=5,
-                    provider_subscription_id=f"sub_{n}",
-                )
-            )
-        claim_order = ["cus_2", "cus_1", "cus_1", "cus_2"]  # A claims the first two, B (skipping them) the rest
-        add_due(
-            [
-                event(
-                    "invoice.paid",
-                    invoice(customer=customer, subscription=customer.replace("cus_", "sub_")),
-                    event_id=f"evt_paid_{n}",
-                    created=now - timedelta(minutes=10 - n),
-                )
-                for n, customer in enumerate(claim_order)
-            ],
-            now,
-        )
+        add_past_due_users((1, 2))
+        add_due_invoices(["cus_2", "cus_1", "cus_1", "cus_2"], now)  # A claims the first two, B the rest
     there, release = held(monkeypatch, handlers, "lock_target")  # A stops once it holds its first customer
     ran = {}
 
